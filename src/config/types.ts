@@ -1,0 +1,88 @@
+// The validated configuration: frozen, fully defaulted, typed (design.md §3). Produced only by
+// src/config/load.ts; nothing downstream re-checks it. Durations are milliseconds, sizes bytes.
+
+import type { Protocol } from '../protocol/verdict.js';
+
+export type MatchProtocol = Protocol | 'silent';
+
+/** An SNI / Host pattern, compiled from `"name"`, `"*.example.com"`, `"~regex"`. */
+export type NamePattern =
+  | { readonly kind: 'exact'; readonly name: string } // lower-cased, trailing dot removed
+  | { readonly kind: 'wildcard'; readonly suffix: string } // ".example.com", lower-cased: exactly one more label
+  | { readonly kind: 'regex'; readonly source: string; readonly regex: RegExp }; // case-insensitive
+
+export interface Cidr {
+  readonly text: string; // as written, for logs
+  readonly family: 4 | 6;
+  readonly network: Buffer; // 4 or 16 bytes, host bits cleared
+  readonly prefix: number;
+}
+
+export interface RouteMatch {
+  readonly protocol?: readonly MatchProtocol[];
+  /** `sni: null` → matches TLS without SNI; an array of patterns → any of them. */
+  readonly sni?: null | readonly NamePattern[];
+  readonly alpn?: readonly string[];
+  readonly host?: readonly NamePattern[];
+  readonly source?: readonly Cidr[];
+}
+
+export interface RouteConfig {
+  readonly index: number;
+  readonly name?: string;
+  readonly match: RouteMatch;
+  readonly to: string; // pool name, checked to exist
+}
+
+export interface ServerAddress {
+  /** "127.0.0.1:5080", "[::1]:5080" or "unix:/run/x.sock" as written */
+  readonly text: string;
+  readonly host?: string; // absent for unix sockets
+  readonly port?: number;
+  readonly path?: string; // unix socket path
+}
+
+export interface ServerConfig {
+  readonly address: ServerAddress;
+  readonly weight: number; // default 1; 0 drains
+  readonly sendProxy?: 'v1' | 'v2';
+  readonly backup: boolean;
+}
+
+export type BalanceKind = 'round-robin' | 'least-conn' | 'random' | 'first' | 'hash';
+export type HashKey = 'source-ip' | 'sni' | 'host' | 'sni+source-ip';
+
+export interface PoolConfig {
+  readonly name: string;
+  readonly balance: BalanceKind;
+  readonly hashKey?: HashKey;
+  readonly affinity?: 'tls';
+  readonly retries: number; // extra server attempts after the first, default: servers.length - 1
+  readonly servers: readonly ServerConfig[];
+}
+
+export interface ListenerTimeouts {
+  readonly peek: number; // default 5s
+  readonly connect: number; // default 3s
+  readonly idle: number; // default 1h
+  readonly silent: number; // default 3s; only acted on when a `protocol: silent` route exists
+}
+
+export interface ListenerConfig {
+  readonly name: string; // default: the bind text
+  readonly bind: { readonly text: string; readonly host: string; readonly port: number };
+  readonly timeouts: ListenerTimeouts;
+  readonly proxyProtocol?: { readonly trusted: readonly Cidr[] };
+  readonly maxClientHello: number; // default 64 KiB
+  readonly maxConnections?: number; // absent = unlimited
+  readonly routes: readonly RouteConfig[];
+}
+
+export interface TwinportConfig {
+  /** Absolute path of the file it came from, or "<demo>". */
+  readonly source: string;
+  readonly listeners: readonly ListenerConfig[];
+  readonly pools: Readonly<Record<string, PoolConfig>>;
+  readonly shutdownTimeout: number; // default 30s
+  readonly log: { readonly level: string; readonly rawBytes: boolean };
+}

@@ -1,0 +1,26 @@
+// Every error twinport throws is declared here once: a stable code, a message template, a class.
+// docs/errors.md lists the same codes; test/errors.test.ts fails when the two disagree.
+// Connection outcomes are not exceptions: they are reason codes (src/proxy/reasons.ts).
+
+export const ERROR_CODES = {
+  TWP_ERR_CONFIG_INVALID: 'the configuration has errors',
+  TWP_ERR_CONFIG_READ: 'the configuration file could not be read',
+  TWP_ERR_CONFIG_YAML: 'the configuration file is not valid YAML',
+  TWP_ERR_INSPECT_INPUT: 'the inspect input could not be read or decoded',
+  TWP_ERR_LISTEN: 'a listener could not bind its address',
+  TWP_ERR_DEMO_START: 'the demo backends could not start',
+  TWP_ERR_PROXY_HEADER_BUILD: 'a PROXY protocol header could not be built from the given addresses',
+  TWP_ERR_ARGUMENT: 'a command-line argument is invalid',
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export class TwinportError extends Error {
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, detail?: string, options?: { cause?: unknown }) {
+    super(detail === undefined ? ERROR_CODES[code] : `${ERROR_CODES[code]}: ${detail}`, options);
+    this.name = 'TwinportError';
+    this.code = code;
+  }
+}

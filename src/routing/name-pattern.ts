@@ -1,0 +1,45 @@
+// SNI and Host patterns (design.md §3): exact (case-insensitive, trailing dot ignored), `*.example.com`
+// (exactly one label, as certificate wildcards, RFC 6125 §6.4.3), `~regex` (case-insensitive, unanchored
+// unless the author anchors it).
+import type { NamePattern } from '../config/types.js';
+
+/** Lower-cases and drops one trailing dot: how names compare for routing. */
+export function canonicalName(name: string): string {
+  const lower = name.toLowerCase();
+  return lower.endsWith('.') ? lower.slice(0, -1) : lower;
+}
+
+export function compileNamePattern(text: string): NamePattern | string {
+  if (text.startsWith('~')) {
+    const source = text.slice(1);
+    if (source === '') return 'an empty regex';
+    try {
+      return Object.freeze({ kind: 'regex', source, regex: new RegExp(source, 'i') });
+    } catch (e) {
+      return `invalid regex: ${(e as Error).message}`;
+    }
+  }
+  if (text === '') return 'an empty name';
+  if (text.startsWith('*.')) {
+    const rest = canonicalName(text.slice(2));
+    if (rest === '' || rest.includes('*')) return `"${text}": a wildcard is "*." followed by a name without "*"`;
+    return Object.freeze({ kind: 'wildcard', suffix: `.${rest}` });
+  }
+  if (text.includes('*')) return `"${text}": "*" is only allowed as the whole first label ("*.example.com")`;
+  return Object.freeze({ kind: 'exact', name: canonicalName(text) });
+}
+
+export function matchName(pattern: NamePattern, name: string): boolean {
+  switch (pattern.kind) {
+    case 'exact':
+      return canonicalName(name) === pattern.name;
+    case 'wildcard': {
+      const n = canonicalName(name);
+      if (!n.endsWith(pattern.suffix)) return false;
+      const label = n.slice(0, n.length - pattern.suffix.length);
+      return label.length > 0 && !label.includes('.');
+    }
+    case 'regex':
+      return pattern.regex.test(name);
+  }
+}
