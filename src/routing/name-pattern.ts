@@ -1,11 +1,17 @@
 // SNI and Host patterns (design.md §3): exact (case-insensitive, trailing dot ignored), `*.example.com`
 // (exactly one label, as certificate wildcards, RFC 6125 §6.4.3), `~regex` (case-insensitive, unanchored
 // unless the author anchors it).
+import { isIP } from 'node:net';
 import type { NamePattern } from '../config/types.js';
 
-/** Lower-cases and drops one trailing dot: how names compare for routing. */
+/**
+ * Lower-cases A-Z only and drops one trailing dot: how names compare for routing. DNS names compare
+ * case-insensitively in ASCII only (RFC 4343 §3); full Unicode folding would let a client's SNI
+ * "\u212Aeystone.example.com" (KELVIN SIGN) match the route for "keystone.example.com" while the backend
+ * sees a different name.
+ */
 export function canonicalName(name: string): string {
-  const lower = name.toLowerCase();
+  const lower = name.replace(/[A-Z]+/g, (s) => s.toLowerCase());
   return lower.endsWith('.') ? lower.slice(0, -1) : lower;
 }
 
@@ -35,7 +41,9 @@ export function matchName(pattern: NamePattern, name: string): boolean {
       return canonicalName(name) === pattern.name;
     case 'wildcard': {
       const n = canonicalName(name);
-      if (!n.endsWith(pattern.suffix)) return false;
+      // A wildcard stands for a DNS label; "*.0.0.1" must not catch the IP literal "10.0.0.1" (which
+      // RFC 6066 §3 forbids in SNI anyway, so only a misbehaving client sends one).
+      if (!n.endsWith(pattern.suffix) || isIP(n) !== 0) return false;
       const label = n.slice(0, n.length - pattern.suffix.length);
       return label.length > 0 && !label.includes('.');
     }

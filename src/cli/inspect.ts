@@ -1,0 +1,40 @@
+// `twinport inspect [FILE|-] [--hex] [--final]`: what the detector sees in a captured first flight.
+import { readFileSync } from 'node:fs';
+import { TwinportError } from '../errors.js';
+import { detect } from '../protocol/detector.js';
+import { inspectView } from './inspect-view.js';
+
+export interface InspectOptions {
+  readonly hex?: boolean;
+  /** Treat the input as complete; default true for files, false for stdin. */
+  readonly final?: boolean;
+}
+
+/** Hex text as produced by `xxd -p`, `od`-less dumps, or "16 03 01 …"; `0x` prefixes and `:` allowed. */
+export function decodeHex(text: string): Buffer {
+  const clean = text.replace(/0x/gi, '').replace(/[\s:,]/g, '');
+  if (!/^[0-9a-fA-F]*$/.test(clean) || clean.length % 2 !== 0) {
+    throw new TwinportError('TWP_ERR_INSPECT_INPUT', 'the --hex input is not an even number of hex digits');
+  }
+  return Buffer.from(clean, 'hex');
+}
+
+export function readInput(file: string | undefined): Buffer {
+  try {
+    return readFileSync(file === undefined || file === '-' ? 0 : file);
+  } catch (e) {
+    throw new TwinportError('TWP_ERR_INSPECT_INPUT', `${file ?? 'stdin'}: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+export function inspectBytes(raw: Buffer, final: boolean): Record<string, unknown> {
+  return inspectView(detect(raw, { final }), raw.length);
+}
+
+export function runInspect(file: string | undefined, opts: InspectOptions): string {
+  const input = readInput(file);
+  const bytes = opts.hex === true ? decodeHex(input.toString('latin1')) : input;
+  const fromStdin = file === undefined || file === '-';
+  const final = opts.final ?? !fromStdin;
+  return JSON.stringify(inspectBytes(bytes, final));
+}

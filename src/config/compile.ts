@@ -1,0 +1,340 @@
+// Turns the parsed YAML into the TwinportConfig of types.ts: every default filled in, every string with a
+// meaning (duration, size, address, name pattern, CIDR) compiled, every cross-reference checked. Nothing
+// downstream re-checks the result, so whatever could go wrong at run time because of the file is an issue
+// here. It runs on the raw value even when the schema check failed — it skips what has the wrong type
+// (the schema check reports that) — so one run reports every problem in the file.
+import { ipToBytes, parseCidr } from '../routing/cidr.js';
+import { compileNamePattern } from '../routing/name-pattern.js';
+import { parseBind, parseServerAddress } from './address.js';
+import type { KeyPath, PathIssue } from './issues.js';
+import { BALANCE_KINDS, HASH_KEYS, LOG_LEVELS, MATCH_PROTOCOLS } from './schema.js';
+import { formatDuration, formatSize, parseDuration, parseSize } from './units.js';
+import type {
+  BalanceKind,
+  Cidr,
+  HashKey,
+  ListenerConfig,
+  ListenerTimeouts,
+  MatchProtocol,
+  NamePattern,
+  PoolConfig,
+  RouteConfig,
+  RouteMatch,
+  ServerConfig,
+  TwinportConfig,
+} from './types.js';
+
+export const DEFAULT_TIMEOUTS: ListenerTimeouts = Object.freeze({ peek: 5000, connect: 3000, idle: 3_600_000, silent: 3000 });
+export const DEFAULT_SHUTDOWN_TIMEOUT = 30_000;
+export const DEFAULT_MAX_CLIENT_HELLO = 64 * 1024;
+/**
+ * Bounds on `max_client_hello`, checked here as Envoy's tls_inspector checks max_client_hello_size in its
+ * config constructor. Below 512 bytes ordinary browser hellos (≈ 500–1800 bytes with post-quantum key
+ * shares) would be cut; above 1MiB one slow client could pin a megabyte per connection while peeking.
+ */
+export const MIN_MAX_CLIENT_HELLO = 512;
+export const MAX_MAX_CLIENT_HELLO = 1024 * 1024;
+
+type Obj = Record<string, unknown>;
+
+function isObj(v: unknown): v is Obj {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Issue collector bound to the file's issues list. */
+class Issues {
+  readonly list: PathIssue[] = [];
+  add(path: KeyPath, message: string, at?: PathIssue['at']): void {
+    this.list.push(at === undefined ? { path, message } : { path, message, at });
+  }
+}
+
+function has(o: Obj, key: string): boolean {
+  return Object.hasOwn(o, key) && o[key] !== undefined;
+}
+
+function duration(o: Obj, key: string, path: KeyPath, fallback: number, issues: Issues): number {
+  if (!has(o, key)) return fallback;
+  const v = parseDuration(o[key]);
+  if (typeof v === 'string') {
+    issues.add([...path, key], v);
+    return fallback;
+  }
+  return v;
+}
+
+function oneOf<T extends string>(values: readonly T[], v: unknown, fallback: T): T {
+  return typeof v === 'string' && (values as readonly string[]).includes(v) ? (v as T) : fallback;
+}
+
+function cidrs(v: unknown, path: KeyPath, issues: Issues): Cidr[] {
+  if (!Array.isArray(v)) return [];
+  const out: Cidr[] = [];
+  v.forEach((item, i) => {
+    if (typeof item !== 'string') return;
+    const c = parseCidr(item);
+    if (typeof c === 'string') issues.add([...path, i], c);
+    else out.push(c);
+  });
+  return out;
+}
+
+/** `"name"` or `["a", "b"]` → patterns; the error names the item that is wrong. */
+function namePatterns(v: unknown, path: KeyPath, issues: Issues): NamePattern[] {
+  const items: [unknown, KeyPath][] = Array.isArray(v) ? v.map((x, i) => [x, [...path, i]]) : [[v, path]];
+  const out: NamePattern[] = [];
+  for (const [text, at] of items) {
+    if (typeof text !== 'string') continue;
+    const p = compileNamePattern(text);
+    if (typeof p === 'string') issues.add(at, p);
+    else out.push(p);
+  }
+  return out;
+}
+
+function compileMatch(raw: unknown, path: KeyPath, issues: Issues): RouteMatch {
+  if (!isObj(raw)) return {};
+  const m: { -readonly [K in keyof RouteMatch]: RouteMatch[K] } = {};
+  if (has(raw, 'protocol')) {
+    const list = Array.isArray(raw['protocol']) ? raw['protocol'] : [raw['protocol']];
+    m.protocol = list.filter((p): p is MatchProtocol => (MATCH_PROTOCOLS as readonly unknown[]).includes(p));
+  }
+  if (Object.hasOwn(raw, 'sni')) m.sni = raw['sni'] === null ? null : namePatterns(raw['sni'], [...path, 'sni'], issues);
+  if (has(raw, 'alpn') && Array.isArray(raw['alpn'])) m.alpn = raw['alpn'].filter((a): a is string => typeof a === 'string');
+  if (has(raw, 'host')) m.host = namePatterns(raw['host'], [...path, 'host'], issues);
+  if (has(raw, 'source')) m.source = cidrs(raw['source'], [...path, 'source'], issues);
+
+  // Keys that can never hold together are a mistake in the file, not a route that silently never matches.
+  const tlsKeys = ['sni', 'alpn'].filter((k) => Object.hasOwn(raw, k));
+  const protocols = m.protocol;
+  if (protocols !== undefined && protocols.length > 0) {
+    if (protocols.includes('silent')) {
+      const extra = ['sni', 'alpn', 'host'].filter((k) => Object.hasOwn(raw, k));
+      if (extra.length > 0) {
+        issues.add([...path, extra[0]!], `a silent client sends nothing, so "${extra.join('", "')}" can never hold with protocol: silent`, 'key');
+        return m;
+      }
+    }
+    if (tlsKeys.length > 0 && !protocols.includes('tls')) {
+      issues.add([...path, tlsKeys[0]!], `"${tlsKeys[0]}" only holds for TLS, but protocol does not include tls`, 'key');
+    }
+    if (Object.hasOwn(raw, 'host') && !protocols.includes('http')) {
+      issues.add([...path, 'host'], 'host only holds for plaintext HTTP/1, but protocol does not include http', 'key');
+    }
+  }
+  if (tlsKeys.length > 0 && Object.hasOwn(raw, 'host')) {
+    issues.add([...path, 'host'], `host (plaintext HTTP/1) and ${tlsKeys[0]} (TLS) can never both hold`, 'key');
+  }
+  return m;
+}
+
+function compileRoute(raw: unknown, index: number, path: KeyPath, pools: ReadonlySet<string>, issues: Issues): RouteConfig {
+  const r = isObj(raw) ? raw : {};
+  const match = compileMatch(r['match'], [...path, 'match'], issues);
+  const to = typeof r['to'] === 'string' ? r['to'] : '';
+  if (typeof r['to'] === 'string' && r['to'] !== '' && !pools.has(to)) {
+    const known = [...pools];
+    issues.add([...path, 'to'], `unknown pool "${to}" (${known.length === 0 ? 'no pools are defined' : `pools: ${known.join(', ')}`})`);
+  }
+  const route: { -readonly [K in keyof RouteConfig]: RouteConfig[K] } = { index, match, to };
+  if (typeof r['name'] === 'string') route.name = r['name'];
+  return route;
+}
+
+/** "0.0.0.0" / "::" take the port on every address of their family ("::" on both, dual-stack). */
+function bindsConflict(a: { host: string; port: number }, b: { host: string; port: number }): boolean {
+  if (a.port === 0 || a.port !== b.port) return false;
+  const ab = ipToBytes(a.host);
+  const bb = ipToBytes(b.host);
+  if (ab === undefined || bb === undefined) return a.host.toLowerCase() === b.host.toLowerCase();
+  if (ab.equals(bb)) return true;
+  const wildcard = (x: Buffer) => x.every((byte) => byte === 0);
+  if ((wildcard(ab) && ab.length === 16) || (wildcard(bb) && bb.length === 16)) return true;
+  return ab.length === bb.length && (wildcard(ab) || wildcard(bb));
+}
+
+function compileListener(raw: unknown, path: KeyPath, pools: ReadonlySet<string>, issues: Issues): ListenerConfig | undefined {
+  if (!isObj(raw)) return undefined;
+  let bind = { text: '', host: '', port: 0 };
+  if (typeof raw['bind'] === 'string') {
+    const b = parseBind(raw['bind']);
+    if (typeof b === 'string') issues.add([...path, 'bind'], b);
+    else bind = { text: b.text, host: b.host, port: b.port };
+  }
+  const t = isObj(raw['timeouts']) ? raw['timeouts'] : {};
+  const tp = [...path, 'timeouts'];
+  const timeouts: ListenerTimeouts = {
+    peek: duration(t, 'peek', tp, DEFAULT_TIMEOUTS.peek, issues),
+    connect: duration(t, 'connect', tp, DEFAULT_TIMEOUTS.connect, issues),
+    idle: duration(t, 'idle', tp, DEFAULT_TIMEOUTS.idle, issues),
+    silent: duration(t, 'silent', tp, DEFAULT_TIMEOUTS.silent, issues),
+  };
+
+  let maxClientHello = DEFAULT_MAX_CLIENT_HELLO;
+  if (has(raw, 'max_client_hello')) {
+    const size = parseSize(raw['max_client_hello']);
+    if (typeof size === 'string') issues.add([...path, 'max_client_hello'], size);
+    else if (size < MIN_MAX_CLIENT_HELLO || size > MAX_MAX_CLIENT_HELLO) {
+      issues.add(
+        [...path, 'max_client_hello'],
+        `${formatSize(size)} is out of range: must be from ${MIN_MAX_CLIENT_HELLO} bytes to ${formatSize(MAX_MAX_CLIENT_HELLO)} (${MAX_MAX_CLIENT_HELLO} bytes)`,
+      );
+    } else maxClientHello = size;
+  }
+
+  const routesRaw = Array.isArray(raw['routes']) ? raw['routes'] : [];
+  const routes = routesRaw.map((r, i) => compileRoute(r, i, [...path, 'routes', i], pools, issues));
+  checkRoutes(routesRaw, routes, path, timeouts, t, issues);
+
+  const listener: { -readonly [K in keyof ListenerConfig]: ListenerConfig[K] } = {
+    name: typeof raw['name'] === 'string' ? raw['name'] : bind.text,
+    bind,
+    timeouts,
+    maxClientHello,
+    routes,
+  };
+  if (isObj(raw['proxy_protocol'])) {
+    listener.proxyProtocol = { trusted: cidrs(raw['proxy_protocol']['trusted'], [...path, 'proxy_protocol', 'trusted'], issues) };
+  }
+  if (Number.isInteger(raw['max_connections'])) listener.maxConnections = raw['max_connections'] as number;
+  return listener;
+}
+
+/** Checks that need the whole route list: unreachable routes, duplicate names, the silent timer. */
+function checkRoutes(raw: unknown[], routes: RouteConfig[], path: KeyPath, timeouts: ListenerTimeouts, rawTimeouts: Obj, issues: Issues): void {
+  // `match: {}` is the explicit catch-all: every route after it is dead configuration.
+  const catchAll = raw.findIndex((r) => isObj(r) && isObj(r['match']) && Object.keys(r['match']).length === 0);
+  if (catchAll >= 0 && catchAll < routes.length - 1) {
+    issues.add([...path, 'routes', catchAll + 1], `unreachable: routes[${catchAll}] has "match: {}" and takes every connection first`);
+  }
+  const names = new Map<string, number>();
+  routes.forEach((r) => {
+    if (r.name === undefined) return;
+    const first = names.get(r.name);
+    if (first !== undefined) issues.add([...path, 'routes', r.index, 'name'], `duplicate route name "${r.name}" (also routes[${first}])`);
+    else names.set(r.name, r.index);
+  });
+  // Both timers start at accept: a silent timeout at or past the peek deadline could never fire.
+  const silentRoute = routes.some((r) => r.match.protocol?.includes('silent') === true);
+  if (silentRoute && timeouts.silent >= timeouts.peek) {
+    const at: KeyPath = has(rawTimeouts, 'silent') ? [...path, 'timeouts', 'silent'] : [...path, 'timeouts', 'peek'];
+    issues.add(
+      at,
+      `timeouts.silent (${formatDuration(timeouts.silent)}) must be shorter than timeouts.peek (${formatDuration(timeouts.peek)}): the peek deadline would close silent clients before the silent route applies`,
+    );
+  }
+}
+
+function compileServer(raw: unknown, path: KeyPath, issues: Issues): ServerConfig | undefined {
+  const o: Obj | undefined = typeof raw === 'string' ? { address: raw } : isObj(raw) ? raw : undefined;
+  if (o === undefined || typeof o['address'] !== 'string') return undefined;
+  const address = parseServerAddress(o['address']);
+  if (typeof address === 'string') {
+    issues.add(typeof raw === 'string' ? path : [...path, 'address'], address);
+    return undefined;
+  }
+  const server: { -readonly [K in keyof ServerConfig]: ServerConfig[K] } = {
+    address,
+    weight: Number.isInteger(o['weight']) ? (o['weight'] as number) : 1,
+    backup: o['backup'] === true,
+  };
+  if (o['send_proxy'] === 'v1' || o['send_proxy'] === 'v2') server.sendProxy = o['send_proxy'];
+  return server;
+}
+
+const POOL_NAME = /^[A-Za-z0-9_-]+$/;
+
+function compilePool(name: string, raw: unknown, issues: Issues): PoolConfig | undefined {
+  const path: KeyPath = ['pools', name];
+  if (!POOL_NAME.test(name)) issues.add(path, `pool name "${name}" may only use letters, digits, "_" and "-"`, 'key');
+  if (!isObj(raw)) return undefined;
+  const balance: BalanceKind = oneOf(BALANCE_KINDS, raw['balance'], 'round-robin');
+  const serversRaw = Array.isArray(raw['servers']) ? raw['servers'] : [];
+  const servers: ServerConfig[] = [];
+  const seen = new Map<string, number>();
+  serversRaw.forEach((s, i) => {
+    const server = compileServer(s, [...path, 'servers', i], issues);
+    if (server === undefined) return;
+    const first = seen.get(server.address.text);
+    if (first !== undefined) issues.add([...path, 'servers', i], `server "${server.address.text}" is listed twice (also servers[${first}])`);
+    else seen.set(server.address.text, i);
+    servers.push(server);
+  });
+  const pool: { -readonly [K in keyof PoolConfig]: PoolConfig[K] } = {
+    name,
+    balance,
+    retries: Number.isInteger(raw['retries']) ? (raw['retries'] as number) : Math.max(0, servers.length - 1),
+    servers,
+  };
+  const hashKey = raw['hash_key'];
+  if (balance === 'hash' && !has(raw, 'hash_key')) {
+    issues.add([...path, 'hash_key'], `required with balance: hash (one of ${HASH_KEYS.join(', ')})`, 'parent');
+  } else if (balance !== 'hash' && has(raw, 'hash_key')) {
+    issues.add([...path, 'hash_key'], `only used with balance: hash (balance is ${balance})`, 'key');
+  } else if (typeof hashKey === 'string' && (HASH_KEYS as readonly string[]).includes(hashKey)) {
+    pool.hashKey = hashKey as HashKey;
+  }
+  if (raw['affinity'] === 'tls') pool.affinity = 'tls';
+  return pool;
+}
+
+export interface CompileResult {
+  readonly config: TwinportConfig;
+  readonly issues: readonly PathIssue[];
+}
+
+/** Compiles what the schema check accepted (or as much of it as has the right types). */
+export function compileConfig(raw: unknown, source: string): CompileResult {
+  const issues = new Issues();
+  const root = isObj(raw) ? raw : {};
+
+  const pools: Record<string, PoolConfig> = {};
+  if (isObj(root['pools'])) {
+    for (const [name, p] of Object.entries(root['pools'])) {
+      const pool = compilePool(name, p, issues);
+      if (pool !== undefined) pools[name] = pool;
+    }
+  }
+  const poolNames = new Set(isObj(root['pools']) ? Object.keys(root['pools']) : []);
+
+  const listeners: ListenerConfig[] = [];
+  const listenersRaw = Array.isArray(root['listeners']) ? root['listeners'] : [];
+  const byName = new Map<string, number>();
+  const bound: { index: number; bind: ListenerConfig['bind'] }[] = [];
+  listenersRaw.forEach((raw, i) => {
+    const path: KeyPath = ['listeners', i];
+    const l = compileListener(raw, path, poolNames, issues);
+    if (l === undefined) return;
+    listeners.push(l);
+    const named = isObj(raw) && typeof raw['name'] === 'string';
+    const first = byName.get(l.name);
+    if (first !== undefined && l.name !== '') {
+      issues.add([...path, named ? 'name' : 'bind'], `duplicate listener name "${l.name}" (also listeners[${first}])`);
+    } else byName.set(l.name, i);
+    if (l.bind.text !== '') {
+      const clash = bound.find((b) => bindsConflict(b.bind, l.bind));
+      if (clash !== undefined) issues.add([...path, 'bind'], `"${l.bind.text}" conflicts with listeners[${clash.index}] bind "${clash.bind.text}"`);
+      bound.push({ index: i, bind: l.bind });
+    }
+  });
+
+  const log = isObj(root['log']) ? root['log'] : {};
+  const config: TwinportConfig = {
+    source,
+    listeners,
+    pools,
+    shutdownTimeout: duration(root, 'shutdown_timeout', [], DEFAULT_SHUTDOWN_TIMEOUT, issues),
+    log: {
+      level: oneOf(LOG_LEVELS, log['level'], 'info'),
+      rawBytes: log['raw_bytes'] === true,
+    },
+  };
+  return { config, issues: issues.list };
+}
+
+/** Freezes objects and arrays all the way down; Buffers and RegExps are leaves (a Buffer cannot be frozen). */
+export function deepFreeze<T>(value: T): T {
+  if (typeof value !== 'object' || value === null || Buffer.isBuffer(value) || value instanceof RegExp) return value;
+  for (const v of Object.values(value)) deepFreeze(v);
+  return Object.freeze(value);
+}

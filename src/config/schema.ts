@@ -1,0 +1,166 @@
+// The one definition of the YAML config's shape (design.md §3). ajv validates the structure against it
+// (src/config/schema-issues.ts); the published docs/twinport.schema.json is generated from it by
+// scripts/write-schema.mjs; test/config/schema-file.test.ts fails when the two differ. Values whose meaning
+// needs more than a JSON Schema can say (durations, sizes, addresses, name patterns, CIDRs, cross-references)
+// are compiled and checked in src/config/compile.ts, which reports the precise message for them.
+import { Type, type TSchema } from '@sinclair/typebox';
+
+/** A string enum as `{ type: "string", enum }`: ajv then reports one "must be one of" instead of N consts. */
+function StringEnum<const T extends readonly string[]>(values: T, options: { description?: string } = {}) {
+  return Type.Unsafe<T[number]>({ type: 'string', enum: [...values], ...options });
+}
+
+export const MATCH_PROTOCOLS = ['tls', 'http', 'h2c', 'other', 'silent'] as const;
+export const BALANCE_KINDS = ['round-robin', 'least-conn', 'random', 'first', 'hash'] as const;
+export const HASH_KEYS = ['source-ip', 'sni', 'host', 'sni+source-ip'] as const;
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+// The patterns are a courtesy to editors; compile.ts is stricter and words the error.
+const Duration = (description: string) =>
+  Type.String({ description: `${description} A number and a unit: ms, s, m, h (250ms, 5s, 1.5s, 10m, 1h).`, pattern: '^[0-9]+(\\.[0-9]+)?(ms|s|m|h)$' });
+
+const Size = (description: string) =>
+  Type.Union([Type.Integer({ minimum: 0 }), Type.String({ pattern: '^[0-9]+(B|KiB|MiB)?$' })], {
+    description: `${description} Bytes as an integer, or with a binary unit: B, KiB (1024), MiB (1048576).`,
+  });
+
+const NamePatterns = (what: string) =>
+  Type.Union([Type.String(), Type.Array(Type.String(), { minItems: 1 })], {
+    description: `${what}: exact name (case-insensitive, trailing dot ignored), "*.example.com" (one label), "~regex"; or a list of them.`,
+  });
+
+const CidrList = (description: string) => Type.Array(Type.String(), { minItems: 1, description });
+
+const Match = Type.Object(
+  {
+    protocol: Type.Optional(
+      Type.Union([StringEnum(MATCH_PROTOCOLS), Type.Array(StringEnum(MATCH_PROTOCOLS), { minItems: 1, uniqueItems: true })], {
+        description: 'tls | http | h2c | other | silent, or a list of them.',
+      }),
+    ),
+    sni: Type.Optional(
+      Type.Union([Type.Null(), Type.String(), Type.Array(Type.String(), { minItems: 1 })], {
+        description: 'TLS server name: exact, "*.example.com", "~regex", or a list; null matches TLS without SNI.',
+      }),
+    ),
+    alpn: Type.Optional(
+      Type.Array(Type.String({ minLength: 1, maxLength: 255 }), {
+        minItems: 1,
+        description: 'ALPN protocol names; matches when the client offers any of them (RFC 7301).',
+      }),
+    ),
+    host: Type.Optional(NamePatterns('Plaintext HTTP/1 Host header without port')),
+    source: Type.Optional(CidrList('CIDR blocks the client address must be in.')),
+  },
+  { additionalProperties: false, description: 'All given keys must hold. {} matches every connection.' },
+);
+
+const Route = Type.Object(
+  {
+    name: Type.Optional(Type.String({ minLength: 1, description: 'Shown in logs instead of the route index.' })),
+    match: Match,
+    to: Type.String({ minLength: 1, description: 'The pool that receives matching connections.' }),
+  },
+  { additionalProperties: false },
+);
+
+const Timeouts = Type.Object(
+  {
+    peek: Type.Optional(Duration('Time allowed to get enough bytes for a verdict. Default 5s.')),
+    connect: Type.Optional(Duration('Per server attempt. Default 3s.')),
+    idle: Type.Optional(Duration('No bytes either way for this long closes the connection. Default 1h.')),
+    silent: Type.Optional(Duration('Client sent nothing this long: the protocol: silent route. Default 3s.')),
+  },
+  { additionalProperties: false },
+);
+
+const Listener = Type.Object(
+  {
+    name: Type.Optional(Type.String({ minLength: 1, description: 'Unique; used in logs and metrics. Default: the bind text.' })),
+    bind: Type.String({ description: '"host:port" or "[v6]:port"; port 0 picks a free port.' }),
+    timeouts: Type.Optional(Timeouts),
+    proxy_protocol: Type.Optional(
+      Type.Object(
+        { trusted: CidrList('Sources allowed (and required) to send a PROXY v1/v2 header.') },
+        { additionalProperties: false },
+      ),
+    ),
+    max_client_hello: Type.Optional(Size('Cap on bytes buffered while peeking: 512 bytes to 1MiB. Default 64KiB.')),
+    max_connections: Type.Optional(Type.Integer({ minimum: 1, description: 'Open connections allowed at once. Default: unlimited.' })),
+    routes: Type.Array(Route, { minItems: 1, description: 'First match wins; no match closes with reason no-route.' }),
+  },
+  { additionalProperties: false },
+);
+
+const ServerObject = Type.Object(
+  {
+    address: Type.String({ description: '"host:port", "[v6]:port" or "unix:/absolute/path".' }),
+    weight: Type.Optional(Type.Integer({ minimum: 0, maximum: 256, description: '0 to 256; 0 drains. Default 1.' })),
+    send_proxy: Type.Optional(StringEnum(['v1', 'v2'] as const, { description: 'Send a PROXY header of this version first.' })),
+    backup: Type.Optional(Type.Boolean({ description: 'Used only when no other server is available. Default false.' })),
+  },
+  { additionalProperties: false, title: 'a mapping { address, weight, send_proxy, backup }' },
+);
+
+const Pool = Type.Object(
+  {
+    balance: Type.Optional(StringEnum(BALANCE_KINDS, { description: 'Default round-robin.' })),
+    hash_key: Type.Optional(StringEnum(HASH_KEYS, { description: 'Required with balance: hash, and only then.' })),
+    affinity: Type.Optional(StringEnum(['tls'] as const, { description: 'Learn TLS session IDs / ticket key names → server.' })),
+    retries: Type.Optional(Type.Integer({ minimum: 0, maximum: 100, description: 'Extra server attempts. Default: servers − 1.' })),
+    servers: Type.Array(Type.Union([Type.String({ title: 'a "host:port" string' }), ServerObject]), { minItems: 1 }),
+  },
+  { additionalProperties: false },
+);
+
+export const ConfigSchema = Type.Object(
+  {
+    listeners: Type.Array(Listener, { minItems: 1 }),
+    pools: Type.Object({}, { additionalProperties: Pool, minProperties: 1, description: 'Pool name → pool.' }),
+    shutdown_timeout: Type.Optional(Duration('On SIGTERM, how long spliced connections may finish. Default 30s.')),
+    log: Type.Optional(
+      Type.Object(
+        {
+          level: Type.Optional(StringEnum(LOG_LEVELS, { description: 'Default info.' })),
+          raw_bytes: Type.Optional(Type.Boolean({ description: 'Log peeked bytes (hex) at debug level. Default false.' })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+
+/** The text of docs/twinport.schema.json. */
+export function renderSchemaJson(): string {
+  const doc = {
+    $schema: 'http://json-schema.org/draft-07/schema#',
+    title: 'twinport configuration',
+    ...(ConfigSchema as object),
+  };
+  return `${JSON.stringify(doc, null, 2)}\n`;
+}
+
+/**
+ * Every key path the schema allows, as written in docs/config.md: `listeners[].timeouts.peek`,
+ * `pools.<name>.servers[].weight`. Object forms inside unions contribute their keys.
+ */
+export function schemaKeyPaths(schema: TSchema = ConfigSchema, prefix = ''): string[] {
+  const out: string[] = [];
+  const s = schema as Record<string, unknown>;
+  const props = s['properties'] as Record<string, TSchema> | undefined;
+  if (props !== undefined) {
+    for (const [key, sub] of Object.entries(props)) {
+      const path = prefix === '' ? key : `${prefix}.${key}`;
+      out.push(path, ...schemaKeyPaths(sub, path));
+    }
+  }
+  const additional = s['additionalProperties'];
+  if (typeof additional === 'object' && additional !== null) out.push(...schemaKeyPaths(additional as TSchema, `${prefix}.<name>`));
+  const items = s['items'];
+  if (typeof items === 'object' && items !== null) out.push(...schemaKeyPaths(items as TSchema, `${prefix}[]`));
+  const anyOf = s['anyOf'] as TSchema[] | undefined;
+  if (anyOf !== undefined) for (const branch of anyOf) out.push(...schemaKeyPaths(branch, prefix));
+  return [...new Set(out)];
+}

@@ -1,0 +1,445 @@
+// One client connection through its whole life (design.md §1):
+//   accept ─► peek ─► route ─► connect ─► splice ─► close
+// Every exit goes through `finish(reason)`, which runs once: both sockets closed, one close log line,
+// one outcome counter. Nothing here parses bytes (protocol/) or decides where to go (routing/).
+import net, { type Socket } from 'node:net';
+import type { ListenerConfig, RouteConfig } from '../config/types.js';
+import { Detector, type Detection } from '../protocol/detector.js';
+import type { ProxyHeader } from '../protocol/proxy-header.js';
+import { anyCidrContains } from '../routing/cidr.js';
+import { matchRoute } from '../routing/route-match.js';
+import { factsFromMatch, type PeekFacts } from './facts.js';
+import { PeekBuffer } from './peek-buffer.js';
+import { buildServerProxyHeader } from './proxy-header-out.js';
+import type { CloseReason } from './reasons.js';
+import type { ListenerContext, PoolRuntime } from './listener-context.js';
+
+type Phase = 'peek' | 'connect' | 'splice' | 'closed';
+type PeekTrigger = 'eof' | 'deadline' | 'cap';
+
+const PEEK_REASON: Record<PeekTrigger, CloseReason> = {
+  eof: 'peek-eof',
+  deadline: 'peek-timeout',
+  cap: 'peek-too-large',
+};
+
+/** Errors on a socket that mean the peer went away abruptly rather than a bug of ours. */
+function isReset(err: NodeJS.ErrnoException): boolean {
+  return err.code === 'ECONNRESET' || err.code === 'EPIPE' || err.code === 'ECONNABORTED' || err.code === 'ETIMEDOUT';
+}
+
+export function formatAddress(ip: string | undefined, port: number | undefined): string | undefined {
+  if (ip === undefined) return undefined;
+  const host = ip.startsWith('::ffff:') && ip.includes('.') ? ip.slice(7) : ip;
+  const shown = host.includes(':') ? `[${host}]` : host;
+  return port === undefined ? shown : `${shown}:${port}`;
+}
+
+export class Connection {
+  readonly id: number;
+  /** The listener handle that accepted it (opaque here; runtime.ts keeps per-listener counts). */
+  owner: unknown;
+  private phase: Phase = 'peek';
+  private readonly started = performance.now();
+  private readonly peek = new PeekBuffer();
+  private readonly detector: Detector;
+  private readonly listener: ListenerConfig;
+  private timer: NodeJS.Timeout | undefined;
+  private upstream: Socket | undefined;
+  private upstreamClosed = false;
+  private clientClosed = false;
+  private reason: CloseReason | undefined;
+  private detail: string | undefined;
+  private facts: PeekFacts | undefined;
+  private proxyIn: ProxyHeader | undefined;
+  private proxyInLength = 0;
+  private route: RouteConfig | undefined;
+  private pool: PoolRuntime | undefined;
+  private serverIndex: number | undefined;
+  private serverText: string | undefined;
+  private proxyOutLength = 0;
+  private lastActivity = 0;
+  /** Client address as routing and logs know it: a trusted PROXY header's source replaces the socket's. */
+  private clientIp: string;
+  private clientPort: number | undefined;
+
+  constructor(
+    private readonly client: Socket,
+    private readonly ctx: ListenerContext,
+  ) {
+    this.id = ctx.nextConnectionId();
+    this.listener = ctx.listener;
+    this.clientIp = client.remoteAddress ?? '';
+    this.clientPort = client.remotePort;
+    this.detector = new Detector({ maxHelloBytes: this.listener.maxClientHello, maxHeadBytes: this.listener.maxClientHello });
+  }
+
+  get closed(): boolean {
+    return this.phase === 'closed';
+  }
+
+  get peeking(): boolean {
+    return this.phase === 'peek' || this.phase === 'connect';
+  }
+
+  start(): void {
+    const c = this.client;
+    c.setNoDelay(true);
+    c.on('data', this.onPeekData);
+    c.on('end', this.onPeekEnd);
+    c.on('error', this.onClientError);
+    c.on('close', this.onClientClose);
+    if (this.client.remoteAddress === undefined) {
+      // The peer vanished between accept and now: nothing to serve, but still one log line.
+      this.finish('client-reset', 'socket closed before accept completed');
+      return;
+    }
+    this.armPeekTimer();
+  }
+
+  /** Closes a connection that has not been spliced yet, or every connection at the end of a shutdown. */
+  abort(reason: CloseReason, detail?: string): void {
+    this.finish(reason, detail);
+  }
+
+  // ── peek ────────────────────────────────────────────────────────────────────────────────────────
+
+  private armPeekTimer(): void {
+    const t = this.listener.timeouts;
+    const silentRoute = this.ctx.hasSilentRoute && this.peek.length === 0;
+    const wait = silentRoute ? Math.min(t.silent, t.peek) : t.peek;
+    const elapsed = performance.now() - this.started;
+    this.timer = setTimeout(this.onPeekTimer, Math.max(0, wait - elapsed));
+  }
+
+  private readonly onPeekTimer = (): void => {
+    this.timer = undefined;
+    if (this.phase !== 'peek') return;
+    const t = this.listener.timeouts;
+    const elapsed = performance.now() - this.started;
+    if (this.peek.length === 0 && this.ctx.hasSilentRoute && elapsed + 1 >= t.silent) {
+      this.onSilent();
+      return;
+    }
+    if (elapsed + 1 >= t.peek) {
+      this.evaluate('deadline');
+      return;
+    }
+    this.armPeekTimer();
+  };
+
+  private readonly onPeekData = (chunk: Buffer): void => {
+    if (this.phase !== 'peek') return;
+    this.peek.append(chunk);
+    if (this.ctx.rawBytes) {
+      this.ctx.logger.debug({ conn: this.id, chunk: chunk.toString('hex') }, 'peek bytes');
+    }
+    this.evaluate(this.peek.length >= this.listener.maxClientHello ? 'cap' : undefined);
+  };
+
+  private readonly onPeekEnd = (): void => {
+    if (this.phase !== 'peek') return;
+    this.evaluate('eof');
+  };
+
+  private evaluate(trigger: PeekTrigger | undefined): void {
+    const bytes = this.peek.view();
+    if (bytes.length === 0 && trigger !== undefined) {
+      // Nothing at all arrived: no parser has anything to say.
+      this.finish(PEEK_REASON[trigger], trigger === 'deadline' ? 'silent' : undefined);
+      return;
+    }
+    const d: Detection = this.detector.detect(bytes, { final: trigger !== undefined });
+    switch (d.kind) {
+      case 'need-more':
+        return;
+      case 'match':
+        if (!this.acceptProxyHeader(d.proxy)) return;
+        this.dispatch(factsFromMatch(d), () => this.finish('no-route'));
+        return;
+      case 'reject':
+        if (!this.acceptProxyHeader(d.proxy)) return;
+        if (d.incomplete || trigger === 'cap') {
+          // Still a valid prefix when the input stopped, or cut by our own byte cap: the peek's fault
+          // (deadline, EOF, cap), with the parser's view as detail.
+          this.finish(PEEK_REASON[trigger ?? 'eof'], d.reason);
+        } else if (d.protocol !== undefined || d.reason.startsWith('proxy.')) {
+          this.finish('rejected', d.reason);
+        } else {
+          // Bytes no probe recognised go to a `protocol: other` route if there is one (sslh's anyprot);
+          // without one they are rejected with the detector's reason, not reported as a routing gap.
+          this.detail = d.reason;
+          this.dispatch({ protocol: 'other' }, () => this.finish('rejected', d.reason));
+        }
+        return;
+      default: {
+        const never: never = d;
+        throw new Error(`unknown verdict ${String(never)}`);
+      }
+    }
+  }
+
+  /**
+   * A PROXY header is honoured only from `proxy_protocol.trusted` sources, and required from them
+   * (otherwise a trusted load balancer's own address would be mistaken for the client's).
+   */
+  private acceptProxyHeader(header: ProxyHeader | undefined): boolean {
+    const trusted = this.listener.proxyProtocol?.trusted;
+    const fromTrusted = trusted !== undefined && anyCidrContains(trusted, this.client.remoteAddress ?? '');
+    if (header === undefined) {
+      if (fromTrusted) {
+        this.finish('rejected', 'proxy.missing');
+        return false;
+      }
+      return true;
+    }
+    if (!fromTrusted) {
+      this.finish('rejected', 'proxy.untrusted');
+      return false;
+    }
+    this.proxyIn = header;
+    this.proxyInLength = header.length;
+    if (header.command === 'PROXY' && header.source !== undefined && header.family !== 'UNKNOWN') {
+      this.clientIp = header.source.address;
+      this.clientPort = header.source.port;
+    }
+    return true;
+  }
+
+  private onSilent(): void {
+    this.dispatch({ protocol: 'silent' }, () => this.finish('no-route'));
+  }
+
+  // ── route ───────────────────────────────────────────────────────────────────────────────────────
+
+  private dispatch(facts: PeekFacts, onNoRoute: () => void): void {
+    this.facts = facts;
+    const route = matchRoute(this.listener.routes, { ...facts, sourceIp: this.clientIp });
+    if (route === undefined) {
+      onNoRoute();
+      return;
+    }
+    this.route = route;
+    const pool = this.ctx.pools.get(route.to);
+    if (pool === undefined) {
+      // The validator guarantees every `to` names a pool; reaching this is a bug, not a config error.
+      this.finish('no-route', `pool ${route.to} missing`);
+      return;
+    }
+    this.pool = pool;
+    this.stopPeeking();
+    this.phase = 'connect';
+    this.connectNext(new Set(), undefined);
+  }
+
+  private stopPeeking(): void {
+    // Pause first: removing the 'data' listener alone leaves the socket flowing and would drop bytes.
+    this.client.pause();
+    this.client.off('data', this.onPeekData);
+    this.client.off('end', this.onPeekEnd);
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  // ── connect ─────────────────────────────────────────────────────────────────────────────────────
+
+  private connectNext(tried: Set<number>, lastFailure: 'error' | 'timeout' | undefined): void {
+    if (this.phase !== 'connect') return;
+    const pool = this.pool!;
+    const facts = this.facts!;
+    const maxAttempts = pool.config.retries + 1;
+    const index =
+      tried.size >= maxAttempts
+        ? undefined
+        : pool.state.pick(
+            {
+              sourceIp: this.clientIp,
+              ...(facts.sni !== undefined && { sni: facts.sni }),
+              ...(facts.host !== undefined && { host: facts.host }),
+            },
+            tried,
+          );
+    if (index === undefined) {
+      this.finish(lastFailure === 'timeout' ? 'connect-timeout' : 'connect-failed', tried.size === 0 ? 'no usable server' : undefined);
+      return;
+    }
+    const server = pool.config.servers[index]!;
+    this.serverIndex = index;
+    this.serverText = server.address.text;
+    const addr = server.address;
+    const sock =
+      addr.path !== undefined
+        ? net.connect({ path: addr.path, allowHalfOpen: true })
+        : net.connect({ host: addr.host!, port: addr.port!, allowHalfOpen: true, noDelay: true });
+    this.upstream = sock;
+    let settled = false;
+    const timer = (this.timer = setTimeout(() => {
+      if (settled) return;
+      settled = true;
+      sock.destroy();
+      this.ctx.onServerFailure(pool, index, 'timeout');
+      tried.add(index);
+      this.connectNext(tried, 'timeout');
+    }, this.listener.timeouts.connect));
+    sock.once('error', (err: NodeJS.ErrnoException) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      this.ctx.onServerFailure(pool, index, err.code ?? 'error');
+      tried.add(index);
+      this.connectNext(tried, 'error');
+    });
+    sock.once('connect', () => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (this.phase !== 'connect') {
+        sock.destroy();
+        return;
+      }
+      this.ctx.onServerSuccess(pool, index);
+      this.splice(sock);
+    });
+  }
+
+  // ── splice ──────────────────────────────────────────────────────────────────────────────────────
+
+  private splice(server: Socket): void {
+    this.phase = 'splice';
+    const pool = this.pool!;
+    pool.state.onConnect(this.serverIndex!);
+    server.setNoDelay(true);
+    server.on('error', this.onServerError);
+    server.on('close', this.onServerClose);
+
+    const serverConfig = pool.config.servers[this.serverIndex!]!;
+    if (serverConfig.sendProxy !== undefined) {
+      const header = buildServerProxyHeader(serverConfig.sendProxy, {
+        clientIp: this.clientIp,
+        clientPort: this.clientPort ?? 0,
+        ...this.localEnd(),
+        facts: this.facts!,
+      });
+      this.proxyOutLength = header.length;
+      server.write(header);
+    }
+    const peeked = this.peek.view().subarray(this.proxyInLength);
+    if (peeked.length > 0) server.write(peeked);
+
+    // pipe() gives backpressure (pause on a full write buffer, resume on drain) and propagates FIN
+    // (`end`) in each direction separately; allowHalfOpen on both sockets keeps the other half open.
+    this.client.pipe(server);
+    server.pipe(this.client);
+    this.lastActivity = this.activity();
+    this.armIdleTimer(this.listener.timeouts.idle);
+  }
+
+  /** The address the client connected to (or, behind a trusted PROXY header, the one it names). */
+  private localEnd(): { localIp: string; localPort: number } {
+    const d = this.proxyIn?.destination;
+    if (d !== undefined && this.proxyIn?.command === 'PROXY') return { localIp: d.address, localPort: d.port };
+    return { localIp: this.client.localAddress ?? '0.0.0.0', localPort: this.client.localPort ?? 0 };
+  }
+
+  private activity(): number {
+    return this.client.bytesRead + (this.upstream?.bytesRead ?? 0);
+  }
+
+  /**
+   * One timer per connection, re-armed lazily: it only compares byte counters when it fires, so the
+   * splice path pays nothing per chunk for idle tracking.
+   */
+  private armIdleTimer(ms: number): void {
+    this.timer = setTimeout(this.onIdleTimer, ms);
+  }
+
+  private readonly onIdleTimer = (): void => {
+    this.timer = undefined;
+    if (this.phase !== 'splice') return;
+    const now = this.activity();
+    if (now === this.lastActivity) {
+      this.finish('idle-timeout');
+      return;
+    }
+    this.lastActivity = now;
+    this.armIdleTimer(this.listener.timeouts.idle);
+  };
+
+  // ── close ───────────────────────────────────────────────────────────────────────────────────────
+
+  private readonly onClientError = (err: NodeJS.ErrnoException): void => {
+    this.reason ??= 'client-reset';
+    this.detail ??= err.code ?? err.message;
+    if (this.phase === 'splice' && this.upstream !== undefined && isReset(err)) this.upstream.resetAndDestroy();
+    this.maybeFinish();
+  };
+
+  private readonly onServerError = (err: NodeJS.ErrnoException): void => {
+    this.reason ??= 'server-reset';
+    this.detail ??= err.code ?? err.message;
+    if (isReset(err) && !this.client.destroyed) this.client.resetAndDestroy();
+    this.maybeFinish();
+  };
+
+  private readonly onClientClose = (): void => {
+    this.clientClosed = true;
+    if (this.phase === 'peek' || this.phase === 'connect') {
+      // Gone before we spliced: a reset if it errored, otherwise the peek ended without a verdict.
+      this.finish(this.reason ?? (this.phase === 'peek' ? 'peek-eof' : 'client-reset'), this.detail);
+      return;
+    }
+    this.maybeFinish();
+  };
+
+  private readonly onServerClose = (): void => {
+    this.upstreamClosed = true;
+    this.maybeFinish();
+  };
+
+  private maybeFinish(): void {
+    if (this.phase !== 'splice') return;
+    if (this.reason !== undefined) {
+      // An error on one side ends the pair: the other side gets no further bytes.
+      this.finish(this.reason, this.detail);
+      return;
+    }
+    if (this.clientClosed && this.upstreamClosed) this.finish('done');
+  }
+
+  private finish(reason: CloseReason, detail?: string): void {
+    if (this.phase === 'closed') return;
+    const wasSplicing = this.phase === 'splice';
+    this.phase = 'closed';
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    if (!this.client.destroyed) this.client.destroy();
+    if (this.upstream !== undefined && !this.upstream.destroyed) this.upstream.destroy();
+    if (wasSplicing) this.pool!.state.onDisconnect(this.serverIndex!);
+    this.ctx.onClose(this, reason, this.logFields(reason, detail ?? (reason === this.reason ? this.detail : undefined)));
+  }
+
+  private logFields(reason: CloseReason, detail: string | undefined): Record<string, unknown> {
+    const f = this.facts;
+    const out: Record<string, unknown> = {
+      conn: this.id,
+      listener: this.listener.name,
+      client: formatAddress(this.clientIp, this.clientPort),
+    };
+    if (this.proxyIn !== undefined) out['peer'] = formatAddress(this.client.remoteAddress, this.client.remotePort);
+    if (f !== undefined) {
+      out['protocol'] = f.protocol;
+      if (f.sni !== undefined) out['sni'] = f.sni;
+      if (f.alpn !== undefined) out['alpn'] = f.alpn;
+      if (f.hostHeader !== undefined) out['host'] = f.hostHeader;
+    }
+    if (this.route !== undefined) out['route'] = this.route.name ?? this.route.index;
+    if (this.pool !== undefined) out['pool'] = this.pool.config.name;
+    if (this.serverText !== undefined) out['server'] = this.serverText;
+    out['reason'] = reason;
+    if (detail !== undefined) out['detail'] = detail;
+    out['bytesIn'] = this.client.bytesRead;
+    out['bytesOut'] = this.client.bytesWritten;
+    out['durationMs'] = Math.round((performance.now() - this.started) * 1000) / 1000;
+    return out;
+  }
+}

@@ -1,0 +1,26 @@
+// What a connection needs from its listener: one frozen snapshot taken at accept, so a SIGHUP reload
+// changes routes and pools for new connections only.
+import type { Logger } from 'pino';
+import type { ListenerConfig, PoolConfig } from '../config/types.js';
+import type { PoolState } from '../routing/pool-state.js';
+import type { Connection } from './connection.js';
+import type { CloseReason } from './reasons.js';
+
+export interface PoolRuntime {
+  readonly config: PoolConfig;
+  readonly state: PoolState;
+}
+
+export interface ListenerContext {
+  readonly listener: ListenerConfig;
+  readonly pools: ReadonlyMap<string, PoolRuntime>;
+  /** A `protocol: silent` route exists: only then is `timeouts.silent` acted on. */
+  readonly hasSilentRoute: boolean;
+  readonly logger: Logger;
+  /** Log peeked bytes in hex at debug level (explicit opt-in: design.md §4). */
+  readonly rawBytes: boolean;
+  nextConnectionId(): number;
+  onClose(conn: Connection, reason: CloseReason, fields: Record<string, unknown>): void;
+  onServerFailure(pool: PoolRuntime, index: number, why: string): void;
+  onServerSuccess(pool: PoolRuntime, index: number): void;
+}

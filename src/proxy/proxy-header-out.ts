@@ -1,0 +1,29 @@
+// The PROXY header twinport sends to a server with `send_proxy` (docs/proxy-protocol.md). v2 carries what
+// we peeked: PP2_TYPE_AUTHORITY (SNI, or Host for plaintext HTTP) and a twinport TLV with the protocol.
+import { buildProxyV1, buildProxyV2 } from '../protocol/proxy-header-build.js';
+import type { ProxyTlv } from '../protocol/proxy-header.js';
+import type { PeekFacts } from './facts.js';
+
+/** PP2_TYPE_AUTHORITY, proxy-protocol.txt §2.2.2 */
+export const PP2_TYPE_AUTHORITY = 0x02;
+/** First of the custom range 0xE0–0xEF (§2.2.8): the protocol twinport detected, as ASCII. */
+export const PP2_TYPE_TWINPORT_PROTOCOL = 0xe0;
+
+export interface ProxyEnds {
+  readonly clientIp: string;
+  readonly clientPort: number;
+  readonly localIp: string;
+  readonly localPort: number;
+  readonly facts: PeekFacts;
+}
+
+export function buildServerProxyHeader(version: 'v1' | 'v2', ends: ProxyEnds): Buffer {
+  const source = { address: ends.clientIp, port: ends.clientPort };
+  const destination = { address: ends.localIp, port: ends.localPort };
+  if (version === 'v1') return buildProxyV1(source, destination);
+  const tlvs: ProxyTlv[] = [];
+  const authority = ends.facts.sni ?? ends.facts.host;
+  if (authority !== undefined) tlvs.push({ type: PP2_TYPE_AUTHORITY, value: Buffer.from(authority, 'utf8') });
+  tlvs.push({ type: PP2_TYPE_TWINPORT_PROTOCOL, value: Buffer.from(ends.facts.protocol, 'ascii') });
+  return buildProxyV2({ command: 'PROXY', source, destination, tlvs });
+}

@@ -1,0 +1,20 @@
+// Connection outcomes (design.md §6): exactly one per connection, in the close log and the outcome
+// counters. Extend, never reuse a code for another meaning; docs/reasons.md lists the same set.
+
+export const CLOSE_REASONS = [
+  'done', // both sides closed cleanly
+  'client-reset', // the client reset or errored
+  'server-reset', // the server reset or errored mid-stream
+  'idle-timeout', // no bytes either way for timeouts.idle
+  'peek-timeout', // no verdict within timeouts.peek
+  'peek-too-large', // max_client_hello bytes buffered without a verdict
+  'peek-eof', // the client closed before a verdict
+  'rejected', // a parser said no (detail: its reason)
+  'no-route', // no route matched
+  'connect-failed', // every server attempt was refused or failed
+  'connect-timeout', // every server attempt failed and the last one timed out
+  'limit', // a connection limit (max_connections)
+  'shutdown', // closed by a shutdown (SIGTERM/SIGINT) after shutdown_timeout
+] as const;
+
+export type CloseReason = (typeof CLOSE_REASONS)[number];

@@ -1,0 +1,188 @@
+// The running proxy: listeners bound from a config snapshot, the pools' runtime state, every live
+// connection, reload (SIGHUP) and graceful shutdown (SIGTERM/SIGINT). Signals themselves are wired in
+// src/cli: this module never exits the process.
+import net, { type AddressInfo, type Server, type Socket } from 'node:net';
+import type { Logger } from 'pino';
+import type { ListenerConfig, TwinportConfig } from '../config/types.js';
+import { TwinportError } from '../errors.js';
+import { PoolState } from '../routing/pool-state.js';
+import { Connection } from './connection.js';
+import type { ListenerContext, PoolRuntime } from './listener-context.js';
+import { CLOSE_REASONS, type CloseReason } from './reasons.js';
+
+interface ListenerHandle {
+  readonly server: Server;
+  ctx: ListenerContext;
+  active: number;
+}
+
+export interface RuntimeStats {
+  accepted: number;
+  acceptErrors: number;
+  readonly closes: Record<CloseReason, number>;
+}
+
+export class ProxyRuntime {
+  private config: TwinportConfig;
+  private readonly logger: Logger;
+  private readonly handles = new Map<string, ListenerHandle>();
+  private pools = new Map<string, PoolRuntime>();
+  private readonly connections = new Set<Connection>();
+  private nextId = 1;
+  private stopping = false;
+  private lastAcceptErrorLog = 0;
+  readonly stats: RuntimeStats;
+
+  constructor(config: TwinportConfig, logger: Logger) {
+    this.config = config;
+    this.logger = logger;
+    const closes = Object.fromEntries(CLOSE_REASONS.map((r) => [r, 0])) as Record<CloseReason, number>;
+    this.stats = { accepted: 0, acceptErrors: 0, closes };
+  }
+
+  get activeConnections(): number {
+    return this.connections.size;
+  }
+
+  async start(): Promise<void> {
+    this.pools = this.buildPools(this.config);
+    for (const l of this.config.listeners) await this.bind(l);
+  }
+
+  /** Bound addresses by listener name (port 0 in the config becomes the real port here). */
+  addresses(): Map<string, AddressInfo> {
+    const out = new Map<string, AddressInfo>();
+    for (const h of this.handles.values()) out.set(h.ctx.listener.name, h.server.address() as AddressInfo);
+    return out;
+  }
+
+  /**
+   * New routes and pools apply to connections accepted from now on; live connections keep the snapshot
+   * they were accepted with. Listeners whose bind disappeared stop accepting; new binds are opened.
+   */
+  async reload(config: TwinportConfig): Promise<void> {
+    const pools = this.buildPools(config);
+    const keep = new Set(config.listeners.map((l) => l.bind.text));
+    for (const l of config.listeners) {
+      const h = this.handles.get(l.bind.text);
+      if (h === undefined) continue;
+      h.ctx = this.contextFor(l, pools);
+    }
+    for (const [bind, h] of this.handles) {
+      if (!keep.has(bind)) {
+        h.server.close();
+        this.handles.delete(bind);
+      }
+    }
+    this.config = config;
+    this.pools = pools;
+    for (const l of config.listeners) if (!this.handles.has(l.bind.text)) await this.bind(l);
+  }
+
+  /**
+   * Stop accepting, close connections that are still peeking or connecting (they have no backend
+   * yet), let spliced ones finish for `shutdown_timeout`, then close them with `shutdown`.
+   */
+  async shutdown(): Promise<void> {
+    this.stopping = true;
+    for (const h of this.handles.values()) h.server.close();
+    for (const c of this.connections) if (c.peeking) c.abort('shutdown');
+    if (this.connections.size > 0) {
+      await new Promise<void>((resolve) => {
+        const deadline = setTimeout(() => {
+          for (const c of this.connections) c.abort('shutdown');
+          resolve();
+        }, this.config.shutdownTimeout);
+        this.onDrained = () => {
+          clearTimeout(deadline);
+          resolve();
+        };
+      });
+    }
+    this.handles.clear();
+  }
+
+  private onDrained: (() => void) | undefined;
+
+  private buildPools(config: TwinportConfig): Map<string, PoolRuntime> {
+    const pools = new Map<string, PoolRuntime>();
+    for (const p of Object.values(config.pools)) pools.set(p.name, { config: p, state: new PoolState(p) });
+    return pools;
+  }
+
+  private contextFor(listener: ListenerConfig, pools: ReadonlyMap<string, PoolRuntime>): ListenerContext {
+    const logger = this.logger;
+    return {
+      listener,
+      pools,
+      hasSilentRoute: listener.routes.some((r) => r.match.protocol?.includes('silent') === true),
+      logger,
+      rawBytes: this.config.log.rawBytes,
+      nextConnectionId: () => this.nextId++,
+      onClose: (conn, reason, fields) => this.onClose(conn, reason, fields),
+      onServerFailure: (pool, index, why) => {
+        logger.debug({ pool: pool.config.name, server: pool.config.servers[index]?.address.text, why }, 'connect failed');
+      },
+      onServerSuccess: () => {},
+    };
+  }
+
+  private async bind(l: ListenerConfig): Promise<void> {
+    const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false, noDelay: true });
+    const handle: ListenerHandle = { server, ctx: this.contextFor(l, this.pools), active: 0 };
+    server.on('connection', (socket: Socket) => this.onAccept(handle, socket));
+    server.on('error', (err: NodeJS.ErrnoException) => this.onAcceptError(handle, err));
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: Error): void => {
+        reject(new TwinportError('TWP_ERR_LISTEN', `${l.name} (${l.bind.text}): ${err.message}`, { cause: err }));
+      };
+      server.once('error', onError);
+      server.listen({ host: l.bind.host, port: l.bind.port, exclusive: true }, () => {
+        server.off('error', onError);
+        resolve();
+      });
+    });
+    this.handles.set(l.bind.text, handle);
+    const a = server.address() as AddressInfo;
+    this.logger.info({ listener: l.name, address: `${a.address}:${a.port}` }, 'listening');
+  }
+
+  private onAccept(handle: ListenerHandle, socket: Socket): void {
+    this.stats.accepted++;
+    const ctx = handle.ctx;
+    const conn = new Connection(socket, ctx);
+    this.connections.add(conn);
+    handle.active++;
+    conn.owner = handle;
+    const max = ctx.listener.maxConnections;
+    if (this.stopping) {
+      conn.abort('shutdown');
+    } else if (max !== undefined && handle.active > max) {
+      conn.abort('limit', `max_connections ${max}`);
+    } else {
+      conn.start();
+    }
+  }
+
+  /**
+   * accept(2) failures (EMFILE/ENFILE when descriptors run out) are reported by net.Server as 'error'
+   * events while it keeps listening; libuv sheds the pending connection. Log at most once a second.
+   */
+  private onAcceptError(handle: ListenerHandle, err: NodeJS.ErrnoException): void {
+    this.stats.acceptErrors++;
+    const now = Date.now();
+    if (now - this.lastAcceptErrorLog >= 1000) {
+      this.lastAcceptErrorLog = now;
+      this.logger.error({ listener: handle.ctx.listener.name, code: err.code, acceptErrors: this.stats.acceptErrors }, 'accept failed');
+    }
+  }
+
+  private onClose(conn: Connection, reason: CloseReason, fields: Record<string, unknown>): void {
+    this.connections.delete(conn);
+    const owner = conn.owner as ListenerHandle | undefined;
+    if (owner !== undefined) owner.active--;
+    this.stats.closes[reason]++;
+    this.logger.info(fields, 'close');
+    if (this.stopping && this.connections.size === 0) this.onDrained?.();
+  }
+}

@@ -1,0 +1,225 @@
+// Runs twinport in-process from YAML text (the same validator as the CLI), captures its JSON log lines,
+// and provides real TCP backends and relays ("taps") that record every byte, so tests can assert on what
+// a backend actually received and which backend a connection landed on.
+import { createHash } from 'node:crypto';
+import net, { type AddressInfo, type Server, type Socket } from 'node:net';
+import { Writable } from 'node:stream';
+import pino from 'pino';
+import { parseConfigText } from '../../src/config/load.js';
+import { ProxyRuntime } from '../../src/proxy/runtime.js';
+
+export type LogLine = Record<string, unknown> & { msg?: string };
+
+export class LogSink {
+  readonly lines: LogLine[] = [];
+  private waiters: { pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
+
+  readonly stream = new Writable({
+    write: (chunk: Buffer, _enc, cb) => {
+      for (const text of chunk.toString('utf8').split('\n')) {
+        if (text.trim() === '') continue;
+        const line = JSON.parse(text) as LogLine;
+        this.lines.push(line);
+        this.waiters = this.waiters.filter((w) => {
+          if (!w.pred(line)) return true;
+          w.resolve(line);
+          return false;
+        });
+      }
+      cb();
+    },
+  });
+
+  /** Resolves with the first line (already logged or future) that matches. */
+  waitFor(pred: (l: LogLine) => boolean): Promise<LogLine> {
+    const found = this.lines.find(pred);
+    if (found !== undefined) return Promise.resolve(found);
+    return new Promise((resolve) => this.waiters.push({ pred, resolve }));
+  }
+
+  closes(): LogLine[] {
+    return this.lines.filter((l) => l.msg === 'close');
+  }
+
+  /** The close line of the n-th connection (1-based ids are per process, so match on a predicate). */
+  waitForClose(pred: (l: LogLine) => boolean = () => true): Promise<LogLine> {
+    return this.waitFor((l) => l.msg === 'close' && pred(l));
+  }
+}
+
+export interface RunningProxy {
+  readonly runtime: ProxyRuntime;
+  readonly logs: LogSink;
+  /** Port of a listener (the first when no name given). */
+  port(name?: string): number;
+  stop(): Promise<void>;
+}
+
+export async function startProxy(yaml: string, file = 'test.yaml'): Promise<RunningProxy> {
+  const config = parseConfigText(yaml, file);
+  const logs = new LogSink();
+  const logger = pino({ level: 'debug' }, logs.stream);
+  const runtime = new ProxyRuntime(config, logger);
+  await runtime.start();
+  return {
+    runtime,
+    logs,
+    port(name?: string): number {
+      const addrs = runtime.addresses();
+      const a = name === undefined ? addrs.values().next().value : addrs.get(name);
+      if (a === undefined) throw new Error(`no listener ${name ?? ''}`);
+      return a.port;
+    },
+    stop: () => runtime.shutdown(),
+  };
+}
+
+export interface RecordedConnection {
+  readonly received: Buffer[];
+  ended: boolean;
+  closed: Promise<void>;
+  socket: Socket;
+}
+
+export interface Backend {
+  readonly port: number;
+  readonly address: string;
+  readonly connections: RecordedConnection[];
+  /** Resolves when the n-th connection (1-based) has arrived. */
+  connection(n: number): Promise<RecordedConnection>;
+  close(): Promise<void>;
+}
+
+export function sha256(b: Buffer): string {
+  return createHash('sha256').update(b).digest('hex');
+}
+
+export async function listenServer(server: Server, host = '127.0.0.1'): Promise<number> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, host, () => resolve());
+  });
+  return (server.address() as AddressInfo).port;
+}
+
+/**
+ * A raw TCP backend that records every byte and calls `onConnection` to answer (default: echo the tag
+ * once the client half-closes, then close).
+ */
+export async function startBackend(
+  tag: string,
+  onConnection?: (socket: Socket, rec: RecordedConnection) => void,
+): Promise<Backend> {
+  const connections: RecordedConnection[] = [];
+  const waiting = new Map<number, (c: RecordedConnection) => void>();
+  const sockets = new Set<Socket>();
+  const server = net.createServer({ allowHalfOpen: true }, (socket) => {
+    sockets.add(socket);
+    let done!: () => void;
+    const rec: RecordedConnection = { received: [], ended: false, closed: new Promise((r) => (done = r)), socket };
+    socket.on('data', (c: Buffer) => rec.received.push(c));
+    socket.on('end', () => {
+      rec.ended = true;
+    });
+    socket.on('error', () => {});
+    socket.on('close', () => {
+      sockets.delete(socket);
+      done();
+    });
+    connections.push(rec);
+    waiting.get(connections.length)?.(rec);
+    if (onConnection !== undefined) onConnection(socket, rec);
+    else socket.on('end', () => socket.end(`${tag}\n`));
+    // Like a real server, close our side once the client has closed its own.
+    socket.on('end', () => {
+      if (!socket.writableEnded) socket.end();
+    });
+  });
+  const port = await listenServer(server);
+  return {
+    port,
+    address: `127.0.0.1:${port}`,
+    connections,
+    connection(n: number): Promise<RecordedConnection> {
+      const have = connections[n - 1];
+      if (have !== undefined) return Promise.resolve(have);
+      return new Promise((resolve) => waiting.set(n, resolve));
+    },
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+/**
+ * A relay that records both directions of every connection and forwards to `target` unchanged: put one
+ * in front of a real server (openssl s_server, node tls) to see the exact bytes it received.
+ */
+export interface Tap {
+  readonly port: number;
+  readonly sessions: { up: Buffer[]; down: Buffer[]; closed: Promise<void> }[];
+  close(): Promise<void>;
+}
+
+export async function startTap(targetPort: number, targetHost = '127.0.0.1'): Promise<Tap> {
+  const sessions: Tap['sessions'] = [];
+  const sockets = new Set<Socket>();
+  const server = net.createServer({ allowHalfOpen: true }, (client) => {
+    let done!: () => void;
+    const s = { up: [] as Buffer[], down: [] as Buffer[], closed: new Promise<void>((r) => (done = r)) };
+    sessions.push(s);
+    const upstream = net.connect({ host: targetHost, port: targetPort, allowHalfOpen: true });
+    sockets.add(client);
+    sockets.add(upstream);
+    client.on('data', (c: Buffer) => s.up.push(c));
+    upstream.on('data', (c: Buffer) => s.down.push(c));
+    client.pipe(upstream);
+    upstream.pipe(client);
+    let open = 2;
+    const closed = (): void => {
+      if (--open === 0) done();
+    };
+    client.on('close', closed);
+    upstream.on('close', closed);
+    client.on('error', () => upstream.destroy());
+    upstream.on('error', () => client.destroy());
+  });
+  const port = await listenServer(server);
+  return {
+    port,
+    sessions,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+/** Connects, writes `data` (in `chunks` pieces when given), half-closes, and collects the answer. */
+export async function exchange(
+  port: number,
+  data: Buffer,
+  opts: { chunkSize?: number; halfClose?: boolean; host?: string } = {},
+): Promise<{ answer: Buffer; error?: string }> {
+  return new Promise((resolve) => {
+    const sock = net.connect({ port, host: opts.host ?? '127.0.0.1', allowHalfOpen: true, noDelay: true });
+    const answer: Buffer[] = [];
+    let error: string | undefined;
+    sock.on('data', (c: Buffer) => answer.push(c));
+    sock.on('error', (e: NodeJS.ErrnoException) => {
+      error = e.code ?? e.message;
+    });
+    sock.on('close', () => resolve(error === undefined ? { answer: Buffer.concat(answer) } : { answer: Buffer.concat(answer), error }));
+    sock.on('connect', async () => {
+      const size = opts.chunkSize ?? data.length;
+      for (let i = 0; i < data.length; i += size) {
+        const ok = sock.write(data.subarray(i, i + size));
+        // One write per event-loop turn so each chunk becomes its own segment on loopback.
+        if (opts.chunkSize !== undefined) await new Promise((r) => setImmediate(r));
+        if (!ok) await new Promise((r) => sock.once('drain', r));
+      }
+      if (opts.halfClose ?? true) sock.end();
+    });
+  });
+}
