@@ -10,7 +10,6 @@ export const ERROR_CODES = {
   TWP_ERR_LISTEN: 'a listener could not bind its address',
   TWP_ERR_DEMO_START: 'the demo backends could not start',
   TWP_ERR_PROXY_HEADER_BUILD: 'a PROXY protocol header could not be built from the given addresses',
-  TWP_ERR_ARGUMENT: 'a command-line argument is invalid',
   TWP_ERR_POOL_MAGLEV_SIZE: 'the Maglev table size is not a usable prime',
   TWP_ERR_POOL_INDEX: 'a server index is outside its pool',
   TWP_ERR_POOL_WEIGHT: 'a server weight must be a finite number of at least 0',

@@ -20,8 +20,9 @@ export function buildDemoConfig(o: { listen: string; httpBackend: string; httpsB
       },
     ],
     pools: {
-      http: { servers: [o.httpBackend] },
-      https: { servers: [o.httpsBackend] },
+      // PROXY v2 lets the demo backends show the real client and what twinport saw (protocol, SNI/Host).
+      http: { servers: [{ address: o.httpBackend, send_proxy: 'v2' }] },
+      https: { servers: [{ address: o.httpsBackend, send_proxy: 'v2' }] },
     },
   });
   return parseConfigText(text, DEMO_SOURCE, DEMO_SOURCE);

@@ -3,8 +3,9 @@
 // backend it is, who the client was and what twinport saw (protocol, SNI/Host) — the header is decoded
 // with twinport's own parser, the same one a user's backend would meet.
 import http from 'node:http';
-import https from 'node:https';
-import net, { type AddressInfo, type Server } from 'node:net';
+import net, { type AddressInfo, type Server, type Socket } from 'node:net';
+import { Duplex } from 'node:stream';
+import tls, { type TLSSocket } from 'node:tls';
 import { generate } from 'selfsigned';
 import { TwinportError } from '../errors.js';
 import { parseProxyHeader, type ProxyHeader } from '../protocol/proxy-header.js';
@@ -20,34 +21,57 @@ const PP2_TYPE_TWINPORT_PROTOCOL = 0xe0;
 const MAX_HEADER_WAIT = 232; // v2 header with the TLVs twinport sends stays far below this
 
 /**
- * Accepts raw connections, strips a PROXY header when one comes first, and hands the socket to `inner`
- * (an http or https server). Headers are remembered by the backend-side port of the connection, which
- * the request handler sees as `req.socket.remotePort`.
+ * A Duplex over a raw socket that first yields `prefix` (the bytes read after the PROXY header). The
+ * http/tls servers are handed this wrapper rather than the socket: given a net.Socket they read from its
+ * handle directly and would never see bytes that were already read in JS.
  */
-function proxyAwareFront(inner: http.Server | https.Server, seen: Map<number, ProxyHeader>): Server {
+function resumeWith(socket: Socket, prefix: Buffer): Duplex {
+  const d = new Duplex({
+    read() {
+      socket.resume();
+    },
+    write(chunk: Buffer, _enc, cb) {
+      socket.write(chunk, cb);
+    },
+    final(cb) {
+      socket.end();
+      cb();
+    },
+    destroy(err, cb) {
+      socket.destroy();
+      cb(err);
+    },
+  });
+  if (prefix.length > 0) d.push(prefix);
+  socket.on('data', (c: Buffer) => {
+    if (!d.push(c)) socket.pause();
+  });
+  socket.on('end', () => d.push(null));
+  socket.on('close', () => d.destroy());
+  return d;
+}
+
+/**
+ * Accepts raw connections, strips a PROXY header when one comes first, and hands the rest to `serve`,
+ * remembering the header for the request handler.
+ */
+function proxyAwareFront(serve: (d: Duplex) => void, seen: WeakMap<object, ProxyHeader>, key: (d: Duplex) => object): Server {
   return net.createServer((socket) => {
     let buf = Buffer.alloc(0);
+    socket.on('error', () => socket.destroy());
     const onData = (chunk: Buffer): void => {
       buf = Buffer.concat([buf, chunk]);
       const v = parseProxyHeader(buf, { final: buf.length >= MAX_HEADER_WAIT });
       if (v.kind === 'need-more') return;
       socket.off('data', onData);
       socket.pause();
-      let rest = buf;
-      if (v.kind === 'match') {
-        const port = socket.remotePort;
-        if (port !== undefined) {
-          seen.set(port, v.header);
-          socket.once('close', () => seen.delete(port));
-        }
-        rest = buf.subarray(v.consumed);
-      }
-      if (rest.length > 0) socket.unshift(rest);
-      inner.emit('connection', socket);
-      socket.resume();
+      const rest = v.kind === 'match' ? buf.subarray(v.consumed) : buf;
+      const d = resumeWith(socket, rest);
+      const k = key(d);
+      if (v.kind === 'match') seen.set(k, v.header);
+      serve(d);
     };
     socket.on('data', onData);
-    socket.on('error', () => socket.destroy());
   });
 }
 
@@ -85,19 +109,33 @@ export async function startDemoBackends(host = '127.0.0.1'): Promise<DemoBackend
         { name: 'subjectAltName', altNames: [{ type: 2, value: 'localhost' }, { type: 7, ip: '127.0.0.1' }, { type: 7, ip: '::1' }] },
       ],
     });
-    const seenHttp = new Map<number, ProxyHeader>();
-    const seenHttps = new Map<number, ProxyHeader>();
+    const seen = new WeakMap<object, ProxyHeader>();
     const plain = http.createServer((req, res) => {
       res.setHeader('content-type', 'text/plain; charset=utf-8');
-      res.end(describe('HTTP', seenHttp.get(req.socket.remotePort ?? -1), undefined));
+      res.end(describe('HTTP', seen.get(req.socket), undefined));
     });
-    const secure = https.createServer({ key: pems.private, cert: pems.cert }, (req, res) => {
+    const secureContext = tls.createSecureContext({ key: pems.private, cert: pems.cert });
+    // TLS is terminated by hand so the TLSSocket (what the request handler sees) can carry the header.
+    const secure = http.createServer((req, res) => {
       res.setHeader('content-type', 'text/plain; charset=utf-8');
-      const servername = (req.socket as import('node:tls').TLSSocket).servername;
-      res.end(describe('HTTPS', seenHttps.get(req.socket.remotePort ?? -1), servername));
+      const t = req.socket as TLSSocket;
+      res.end(describe('HTTPS', seen.get(t), t.servername));
     });
-    const frontHttp = proxyAwareFront(plain, seenHttp);
-    const frontHttps = proxyAwareFront(secure, seenHttps);
+    const frontHttp = proxyAwareFront((d) => plain.emit('connection', d), seen, (d) => d);
+    const tlsKeys = new WeakMap<Duplex, TLSSocket>();
+    const frontHttps = proxyAwareFront(
+      (d) => {
+        const t = tlsKeys.get(d)!;
+        t.on('error', () => t.destroy());
+        t.once('secure', () => secure.emit('connection', t));
+      },
+      seen,
+      (d) => {
+        const t = new tls.TLSSocket(d, { isServer: true, secureContext, ALPNProtocols: ['http/1.1'] });
+        tlsKeys.set(d, t);
+        return t;
+      },
+    );
     const httpAddr = await listen(frontHttp, host);
     const httpsAddr = await listen(frontHttps, host);
     return {

@@ -48,6 +48,8 @@ export class Connection {
   private upstream: Socket | undefined;
   private upstreamClosed = false;
   private clientClosed = false;
+  /** The client's FIN arrived before the splice began (while connecting). */
+  private clientEnded = false;
   private reason: CloseReason | undefined;
   private detail: string | undefined;
   private facts: PeekFacts | undefined;
@@ -233,13 +235,28 @@ export class Connection {
   }
 
   private stopPeeking(): void {
-    // Pause first: removing the 'data' listener alone leaves the socket flowing and would drop bytes.
-    this.client.pause();
+    // Keep reading while we connect (into the same buffer, so nothing is lost): a paused socket is not
+    // polled, so a client that resets or leaves during a slow connect would go unnoticed until the
+    // connect ended, and its bytes would then be sent to a server for a client already gone. The
+    // buffer stays bounded by max_client_hello: past it the socket is paused until the splice.
     this.client.off('data', this.onPeekData);
     this.client.off('end', this.onPeekEnd);
+    this.client.on('data', this.onConnectData);
+    this.client.on('end', this.onConnectEnd);
+    if (this.peek.length >= this.listener.maxClientHello) this.client.pause();
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
   }
+
+  private readonly onConnectData = (chunk: Buffer): void => {
+    this.peek.append(chunk);
+    if (this.peek.length >= this.listener.maxClientHello) this.client.pause();
+  };
+
+  /** The client half-closed while we connected: its FIN is forwarded after its bytes (splice). */
+  private readonly onConnectEnd = (): void => {
+    this.clientEnded = true;
+  };
 
   // ── connect ─────────────────────────────────────────────────────────────────────────────────────
 
@@ -323,12 +340,16 @@ export class Connection {
       this.proxyOutLength = header.length;
       server.write(header);
     }
+    this.client.off('data', this.onConnectData);
+    this.client.off('end', this.onConnectEnd);
     const peeked = this.peek.view().subarray(this.proxyInLength);
     if (peeked.length > 0) server.write(peeked);
 
     // pipe() gives backpressure (pause on a full write buffer, resume on drain) and propagates FIN
     // (`end`) in each direction separately; allowHalfOpen on both sockets keeps the other half open.
-    this.client.pipe(server);
+    // A FIN already read while connecting will not be emitted again: forward it here.
+    if (this.clientEnded) server.end();
+    else this.client.pipe(server);
     server.pipe(this.client);
     this.lastActivity = this.activity();
     this.armIdleTimer(this.listener.timeouts.idle);

@@ -1,7 +1,9 @@
 // Runs twinport in-process from YAML text (the same validator as the CLI), captures its JSON log lines,
 // and provides real TCP backends and relays ("taps") that record every byte, so tests can assert on what
 // a backend actually received and which backend a connection landed on.
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import net, { type AddressInfo, type Server, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
 import pino from 'pino';
@@ -222,4 +224,133 @@ export async function exchange(
       if (opts.halfClose ?? true) sock.end();
     });
   });
+}
+
+/** Where a recording backend listens: an IP address (e.g. "::1") or a Unix socket path. */
+export type BackendPlace = { readonly host: string } | { readonly path: string };
+
+/**
+ * `startBackend` on another kind of address: `address` is what a pool's `servers` entry names
+ * (`[::1]:PORT`, `unix:/path`). A Unix socket file left by an earlier run is removed first.
+ */
+export async function startBackendAt(
+  tag: string,
+  place: BackendPlace,
+  onConnection?: (socket: Socket, rec: RecordedConnection) => void,
+): Promise<Backend> {
+  const connections: RecordedConnection[] = [];
+  const waiting = new Map<number, (c: RecordedConnection) => void>();
+  const sockets = new Set<Socket>();
+  const server = net.createServer({ allowHalfOpen: true }, (socket) => {
+    sockets.add(socket);
+    let done!: () => void;
+    const rec: RecordedConnection = { received: [], ended: false, closed: new Promise((r) => (done = r)), socket };
+    socket.on('data', (c: Buffer) => rec.received.push(c));
+    socket.on('end', () => {
+      rec.ended = true;
+    });
+    socket.on('error', () => {});
+    socket.on('close', () => {
+      sockets.delete(socket);
+      done();
+    });
+    connections.push(rec);
+    waiting.get(connections.length)?.(rec);
+    if (onConnection !== undefined) onConnection(socket, rec);
+    else socket.on('end', () => socket.end(`${tag}\n`));
+    socket.on('end', () => {
+      if (!socket.writableEnded) socket.end();
+    });
+  });
+  let port = 0;
+  let address: string;
+  if ('path' in place) {
+    rmSync(place.path, { force: true });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(place.path, () => resolve());
+    });
+    address = `unix:${place.path}`;
+  } else {
+    port = await listenServer(server, place.host);
+    address = place.host.includes(':') ? `[${place.host}]:${port}` : `${place.host}:${port}`;
+  }
+  return {
+    port,
+    address,
+    connections,
+    connection(n: number): Promise<RecordedConnection> {
+      const have = connections[n - 1];
+      if (have !== undefined) return Promise.resolve(have);
+      return new Promise((resolve) => waiting.set(n, resolve));
+    },
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+/** True when this host can listen on `host` (e.g. "::1" is missing where IPv6 is disabled). */
+export async function canListenOn(host: string): Promise<boolean> {
+  const server = net.createServer();
+  try {
+    await listenServer(server, host);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    server.close();
+  }
+}
+
+/**
+ * A loopback port whose SYNs go unanswered, so a connect to it neither succeeds nor fails until the
+ * caller's own timeout. A python3 socket `listen(0)`s and never accepts; one filler connection fills
+ * its accept queue, and Linux then drops further SYNs (tcp_conn_request: accept queue full → drop).
+ * The script proves it by timing out a probe connect before it prints the port. Needs python3.
+ */
+export interface Blackhole {
+  readonly port: number;
+  readonly address: string;
+  close(): Promise<void>;
+}
+
+const BLACKHOLE_PY = `
+import socket, sys
+l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen(0)
+port = l.getsockname()[1]
+fillers = []
+while True:
+    s = socket.socket(); s.settimeout(0.2)
+    try:
+        s.connect(('127.0.0.1', port)); fillers.append(s)
+    except socket.timeout:
+        s.close(); break
+    if len(fillers) > 64: sys.exit('accept queue never filled')
+print(port, flush=True)
+sys.stdin.read()
+`;
+
+export async function startBlackhole(): Promise<Blackhole> {
+  const child = spawn('python3', ['-c', BLACKHOLE_PY], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => {
+      out += c.toString();
+      if (out.includes('\n')) resolve(Number(out.trim()));
+    });
+    child.once('exit', (code) => reject(new Error(`blackhole script exited with ${code} before printing its port`)));
+    child.once('error', reject);
+  });
+  return {
+    port,
+    address: `127.0.0.1:${port}`,
+    close: async () => {
+      // EOF on stdin ends the script; its sockets close with it.
+      child.stdin.end();
+      await exited;
+    },
+  };
 }

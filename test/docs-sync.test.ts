@@ -1,0 +1,22 @@
+// The error registry and the close reasons are public interfaces: docs/errors.md and docs/reasons.md
+// list exactly what the code declares.
+import test from 'ava';
+import { readFileSync } from 'node:fs';
+import { ERROR_CODES } from '../src/errors.js';
+import { CLOSE_REASONS } from '../src/proxy/reasons.js';
+
+const doc = (name: string): string => readFileSync(new URL(`../../docs/${name}`, import.meta.url), 'utf8');
+
+function tableCodes(markdown: string, re: RegExp): string[] {
+  return [...markdown.matchAll(re)].map((m) => m[1]!);
+}
+
+test('docs/errors.md lists every error code, and only those', (t) => {
+  const documented = tableCodes(doc('errors.md'), /^\| `(TWP_ERR_[A-Z0-9_]+)` \|/gm);
+  t.deepEqual([...documented].sort(), Object.keys(ERROR_CODES).sort());
+});
+
+test('docs/reasons.md lists every close reason, and only those', (t) => {
+  const documented = tableCodes(doc('reasons.md'), /^\| `([a-z-]+)` \|/gm);
+  t.deepEqual([...documented].sort(), [...CLOSE_REASONS].sort());
+});

@@ -1,0 +1,204 @@
+// The `twinport` command as users run it: the demo, check, run with a bad file, inspect, and signals
+// (SIGHUP reload with a broken and a good file, SIGTERM graceful shutdown).
+import test from 'ava';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { runTwinport, spawnTwinport } from '../helpers/cli-process.js';
+import { startBackend } from '../helpers/proxy-harness.js';
+import { testWithTools } from '../helpers/tools.js';
+
+const fixture = (name: string): string => fileURLToPath(new URL(`../../../test/fixtures/${name}`, import.meta.url));
+const example = (name: string): string => fileURLToPath(new URL(`../../../examples/${name}`, import.meta.url));
+
+function curl(args: string[]): Promise<string> {
+  return new Promise((resolve) => {
+    execFile('curl', ['-sS', '--max-time', '10', ...args], (err, stdout, stderr) => resolve(err === null ? stdout : `error: ${stderr}`));
+  });
+}
+
+testWithTools({ curl: 'curl' }, 'demo: no config → its own HTTP and HTTPS backends answer curl through one port; SIGTERM exits 0', async (t) => {
+  const p = spawnTwinport(['--listen', '127.0.0.1:0']);
+  try {
+    const m = await p.waitForStderr(/curl http:\/\/127\.0\.0\.1:(\d+)\//);
+    const port = m[1]!;
+    t.regex(p.stderr(), new RegExp(`curl -k https://127\\.0\\.0\\.1:${port}/`));
+    const plain = await curl([`http://127.0.0.1:${port}/`]);
+    t.regex(plain, /demo HTTP backend/);
+    t.regex(plain, /twinport saw protocol: http/);
+    t.regex(plain, /client \(from twinport's PROXY v2 header\): 127\.0\.0\.1:\d+/);
+    const secure = await curl(['-k', '--resolve', `localhost:${port}:127.0.0.1`, `https://localhost:${port}/`]);
+    t.regex(secure, /demo HTTPS backend/);
+    t.regex(secure, /twinport saw protocol: tls/);
+    t.regex(secure, /twinport saw SNI: localhost/);
+    const closes = await Promise.all([1, 2].map((n) => p.waitFor((l) => l.msg === 'close' && l['conn'] === n)));
+    t.deepEqual(closes.map((l) => l['pool']), ['http', 'https']);
+    p.kill('SIGTERM');
+    t.deepEqual(await p.exited, { code: 0, signal: null });
+  } finally {
+    p.kill('SIGKILL');
+  }
+});
+
+test('check: a valid file → exit 0 and a one-line summary', async (t) => {
+  const r = await runTwinport(['check', example('sni-passthrough/twinport.yaml')]);
+  t.is(r.code, 0);
+  t.regex(r.stdout, /^\S*twinport\.yaml: ok — 1 listener, 4 pools, 4 routes\n$/);
+});
+
+test('check and run: an invalid file → exit 1 and every error as FILE:LINE:COL key.path: message', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'twp-cli-'));
+  const file = join(dir, 'bad.yaml');
+  writeFileSync(
+    file,
+    ['listeners:', '  - bind: "127.0.0.1:0"', '    timeouts: { peek: 5 }', '    routes:', '      - match: { protocol: tls }', '        to: nowhere', 'pools: {}', ''].join('\n'),
+  );
+  for (const args of [['check', file], ['--config', file], ['run', '--config', file]]) {
+    const r = await runTwinport(args);
+    t.is(r.code, 1, args.join(' '));
+    const lines = r.stderr.trim().split('\n');
+    t.true(lines.length >= 2, r.stderr);
+    for (const l of lines) t.regex(l, new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:\\d+:\\d+ \\S+: .+`));
+    t.true(lines.some((l) => l.startsWith(`${file}:3:`) && l.includes('listeners[0].timeouts.peek')), r.stderr);
+    t.true(lines.some((l) => l.startsWith(`${file}:6:`) && l.includes('listeners[0].routes[0].to')), r.stderr);
+  }
+});
+
+test('inspect: a captured TLS 1.3 hello prints the design.md §5 fields', async (t) => {
+  const r = await runTwinport(['inspect', fixture('openssl-tls13.bin')]);
+  t.is(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as Record<string, unknown>;
+  t.is(out['verdict'], 'match');
+  t.is(out['protocol'], 'tls');
+  t.is(typeof out['sni'], 'string');
+  t.regex(String(out['sessionId']), /^[0-9a-f]*$/);
+  const tls = out['tls'] as Record<string, unknown>;
+  t.is(tls['records'], 1);
+  t.true((tls['versions'] as string[]).includes('0x0304'));
+  t.is(out['consumed'], readFileSync(fixture('openssl-tls13.bin')).length);
+});
+
+test('inspect: hex on stdin, need-more for a prefix without --final, reject reasons', async (t) => {
+  const bytes = readFileSync(fixture('openssl-frag512.bin'));
+  const hex = bytes.toString('hex').replace(/(.{64})/g, '$1\n');
+  const whole = JSON.parse((await runTwinport(['inspect', '--hex', '--final', '-'], hex)).stdout) as Record<string, unknown>;
+  t.is(whole['verdict'], 'match');
+  t.true(((whole['tls'] as Record<string, unknown>)['records'] as number) >= 3);
+  const prefix = await runTwinport(['inspect', '-'], bytes.subarray(0, 600));
+  t.is(JSON.parse(prefix.stdout)['verdict'], 'need-more');
+  const truncated = await runTwinport(['inspect', '--final', '-'], bytes.subarray(0, 600));
+  t.like(JSON.parse(truncated.stdout), { verdict: 'reject', protocol: 'tls', incomplete: true });
+  const http = await runTwinport(['inspect', '-', '--final'], 'GET / HTTP/1.1\r\nHost: plain.example.com\r\n\r\n');
+  t.like(JSON.parse(http.stdout), { verdict: 'match', protocol: 'http', method: 'GET', target: '/', version: 'HTTP/1.1', host: 'plain.example.com' });
+  const bad = await runTwinport(['inspect', '--hex', '-'], 'zz');
+  t.is(bad.code, 1);
+  t.regex(bad.stderr, /TWP_ERR_INSPECT_INPUT/);
+});
+
+async function ask(port: number): Promise<string> {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    let got = '';
+    s.on('data', (c: Buffer) => (got += c.toString()));
+    s.on('error', (e) => resolve(`error ${(e as NodeJS.ErrnoException).code}`));
+    s.on('close', () => resolve(got));
+    s.end('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+  });
+}
+
+function configTo(port: number, backend: string, extra = ''): string {
+  return `listeners:\n  - name: main\n    bind: "127.0.0.1:${port}"\n    routes:\n      - match: { protocol: http }\n        to: web\n${extra}pools:\n  web:\n    servers: ["${backend}"]\n`;
+}
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+test('SIGHUP: a broken file keeps the running config; a good one switches routes for new connections', async (t) => {
+  const a = await startBackend('backend-a');
+  const b = await startBackend('backend-b');
+  const dir = mkdtempSync(join(tmpdir(), 'twp-hup-'));
+  const file = join(dir, 'twinport.yaml');
+  const port = await freePort();
+  writeFileSync(file, configTo(port, a.address));
+  const p = spawnTwinport(['--config', file]);
+  try {
+    await p.waitFor((l) => l.msg === 'listening');
+    t.is(await ask(port), 'backend-a\n');
+
+    writeFileSync(file, configTo(port, a.address).replace('to: web', 'to: nowhere'));
+    p.kill('SIGHUP');
+    const failed = await p.waitFor((l) => String(l.msg).startsWith('reload failed'));
+    t.true((failed['errors'] as string[]).some((e) => e.includes('listeners[0].routes[0].to')));
+    t.is(await ask(port), 'backend-a\n');
+
+    writeFileSync(file, configTo(port, b.address));
+    p.kill('SIGHUP');
+    await p.waitFor((l) => l.msg === 'reloaded');
+    t.is(await ask(port), 'backend-b\n');
+    t.is(p.child.exitCode, null, 'still running after two SIGHUPs');
+    p.kill('SIGTERM');
+    t.is((await p.exited).code, 0);
+  } finally {
+    p.kill('SIGKILL');
+    await a.close();
+    await b.close();
+  }
+});
+
+test('SIGTERM: stops accepting, lets a spliced connection finish, closes a stuck one at shutdown_timeout, exits 0', async (t) => {
+  const slow = await startBackend('slow', (socket) => {
+    socket.once('data', () => socket.write('first half,'));
+  });
+  const dir = mkdtempSync(join(tmpdir(), 'twp-term-'));
+  const file = join(dir, 'twinport.yaml');
+  const port = await freePort();
+  writeFileSync(file, configTo(port, slow.address) + 'shutdown_timeout: 400ms\n');
+  const p = spawnTwinport(['--config', file]);
+  try {
+    await p.waitFor((l) => l.msg === 'listening');
+    // Two live spliced connections, each with its first answer: one finishes during the shutdown, the
+    // other stays stuck until shutdown_timeout.
+    const open = async (): Promise<net.Socket> => {
+      const s = net.connect(port, '127.0.0.1');
+      s.on('error', () => {});
+      s.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+      await new Promise((r) => s.once('data', r));
+      return s;
+    };
+    const finishing = await open();
+    const stuck = await open();
+    // A connection still peeking: it has sent nothing.
+    const peeking = net.connect(port, '127.0.0.1');
+    peeking.on('error', () => {});
+    await new Promise((r) => peeking.once('connect', r));
+    await p.waitFor(() => p.lines.length > 0);
+
+    p.kill('SIGTERM');
+    await p.waitFor((l) => l.msg === 'shutting down');
+    const peekClose = await p.waitFor((l) => l.msg === 'close' && l['reason'] === 'shutdown' && l['pool'] === undefined);
+    t.is(peekClose['reason'], 'shutdown');
+    // New connections are refused once the listener is closed.
+    const refused = await new Promise<string>((resolve) => {
+      const s = net.connect(port, '127.0.0.1');
+      s.on('error', (e) => resolve((e as NodeJS.ErrnoException).code ?? 'error'));
+      s.on('connect', () => resolve('connected'));
+    });
+    t.is(refused, 'ECONNREFUSED');
+    finishing.end();
+    const closes = await Promise.all([1, 2].map((n) => p.waitFor((l) => l.msg === 'close' && l['conn'] === n)));
+    t.deepEqual(closes.map((l) => l['reason']), ['done', 'shutdown']);
+    stuck.destroy();
+    t.deepEqual(await p.exited, { code: 0, signal: null });
+  } finally {
+    p.kill('SIGKILL');
+    await slow.close();
+  }
+});
