@@ -264,6 +264,7 @@ function compilePool(name: string, raw: unknown, issues: Issues): PoolConfig | u
     name,
     balance,
     retries: Number.isInteger(raw['retries']) ? (raw['retries'] as number) : Math.max(0, servers.length - 1),
+    affinityTable: { size: 100_000, ttl: 3_600_000 },
     servers,
   };
   const hashKey = raw['hash_key'];

@@ -52,12 +52,50 @@ export interface ServerConfig {
 export type BalanceKind = 'round-robin' | 'least-conn' | 'random' | 'first' | 'hash';
 export type HashKey = 'source-ip' | 'sni' | 'host' | 'sni+source-ip';
 
+/** Active health checks (`pools.<name>.health`). */
+export interface HealthCheckConfig {
+  readonly type: 'tcp' | 'tls' | 'http';
+  readonly interval: number; // default 2s
+  readonly timeout: number; // default 1s
+  readonly rise: number; // consecutive successes to mark up, default 2
+  readonly fall: number; // consecutive failures to mark down, default 3
+  /** tls: SNI to send (default: none); http: Host header (default: the server address). */
+  readonly sni?: string;
+  readonly alpn?: readonly string[]; // tls only
+  readonly path: string; // http only, default "/"
+  readonly host?: string; // http only
+  /** http only: accepted status codes, default 200–399. */
+  readonly expectStatus: readonly { readonly from: number; readonly to: number }[];
+}
+
+/** Passive health (`pools.<name>.passive_health`): consecutive connect failures take a server out. */
+export interface PassiveHealthConfig {
+  readonly fall: number; // default 3
+  readonly downFor: number; // default 10s
+}
+
+export interface AffinityTableConfig {
+  readonly size: number; // max entries per pool, default 100 000
+  readonly ttl: number; // default 1h
+}
+
+/** `pools.<name>.affinity_store`: the learned table shared through Redis. */
+export interface AffinityStoreConfig {
+  readonly redis: string; // "redis://host:port/db"
+  readonly timeout: number; // read bound, default 5ms
+  readonly prefix: string; // key prefix, default "twinport:affinity:"
+}
+
 export interface PoolConfig {
   readonly name: string;
   readonly balance: BalanceKind;
   readonly hashKey?: HashKey;
   readonly affinity?: 'tls';
+  readonly affinityTable: AffinityTableConfig; // defaults even without `affinity`
+  readonly affinityStore?: AffinityStoreConfig;
   readonly retries: number; // extra server attempts after the first, default: servers.length - 1
+  readonly health?: HealthCheckConfig;
+  readonly passiveHealth?: PassiveHealthConfig;
   readonly servers: readonly ServerConfig[];
 }
 
