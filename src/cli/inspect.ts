@@ -19,9 +19,13 @@ export function decodeHex(text: string): Buffer {
   return Buffer.from(clean, 'hex');
 }
 
-export function readInput(file: string | undefined): Buffer {
+export async function readInput(file: string | undefined): Promise<Buffer> {
   try {
-    return readFileSync(file === undefined || file === '-' ? 0 : file);
+    if (file !== undefined && file !== '-') return readFileSync(file);
+    // Streamed: readFileSync(0) fails with EAGAIN when stdin is a pipe that has no data yet.
+    const parts: Buffer[] = [];
+    for await (const chunk of process.stdin) parts.push(chunk as Buffer);
+    return Buffer.concat(parts);
   } catch (e) {
     throw new TwinportError('TWP_ERR_INSPECT_INPUT', `${file ?? 'stdin'}: ${(e as Error).message}`, { cause: e });
   }
@@ -31,8 +35,8 @@ export function inspectBytes(raw: Buffer, final: boolean): Record<string, unknow
   return inspectView(detect(raw, { final }), raw.length);
 }
 
-export function runInspect(file: string | undefined, opts: InspectOptions): string {
-  const input = readInput(file);
+export async function runInspect(file: string | undefined, opts: InspectOptions): Promise<string> {
+  const input = await readInput(file);
   const bytes = opts.hex === true ? decodeHex(input.toString('latin1')) : input;
   const fromStdin = file === undefined || file === '-';
   const final = opts.final ?? !fromStdin;

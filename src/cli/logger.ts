@@ -2,12 +2,14 @@
 // pino-pretty when a human asks (`--log-format pretty`). Synchronous writes: a proxy that is killed must
 // not lose the close lines of connections it already finished.
 import pino, { type Logger } from 'pino';
-import pretty from 'pino-pretty';
 
 export type LogFormat = 'json' | 'pretty';
 
-export function createLogger(level: string, format: LogFormat): Logger {
+export async function createLogger(level: string, format: LogFormat): Promise<Logger> {
   const opts = { level, base: { pid: process.pid } };
-  if (format === 'pretty') return pino(opts, pretty({ colorize: process.stdout.isTTY, sync: true }));
+  if (format === 'pretty') {
+    const { default: pretty } = await import('pino-pretty');
+    return pino(opts, pretty({ colorize: process.stdout.isTTY, sync: true }));
+  }
   return pino(opts, pino.destination({ dest: 1, sync: true }));
 }

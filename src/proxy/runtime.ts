@@ -7,6 +7,7 @@ import type { ListenerConfig, TwinportConfig } from '../config/types.js';
 import { TwinportError } from '../errors.js';
 import { PoolState } from '../routing/pool-state.js';
 import { Connection } from './connection.js';
+import { HealthChecker } from './health-checker.js';
 import type { ListenerContext, PoolRuntime } from './listener-context.js';
 import { CLOSE_REASONS, type CloseReason } from './reasons.js';
 
@@ -32,10 +33,13 @@ export class ProxyRuntime {
   private stopping = false;
   private lastAcceptErrorLog = 0;
   readonly stats: RuntimeStats;
+  /** Active and passive health of the pools that configure it (docs/health.md). */
+  readonly health: HealthChecker;
 
   constructor(config: TwinportConfig, logger: Logger) {
     this.config = config;
     this.logger = logger;
+    this.health = new HealthChecker(logger);
     const closes = Object.fromEntries(CLOSE_REASONS.map((r) => [r, 0])) as Record<CloseReason, number>;
     this.stats = { accepted: 0, acceptErrors: 0, closes };
   }
@@ -46,6 +50,7 @@ export class ProxyRuntime {
 
   async start(): Promise<void> {
     this.pools = this.buildPools(this.config);
+    this.health.apply(this.pools);
     for (const l of this.config.listeners) await this.bind(l);
   }
 
@@ -62,6 +67,8 @@ export class ProxyRuntime {
    */
   async reload(config: TwinportConfig): Promise<void> {
     const pools = this.buildPools(config);
+    // Before any connection sees the new PoolStates: servers that stay keep their health.
+    this.health.apply(pools);
     const keep = new Set(config.listeners.map((l) => l.bind.text));
     for (const l of config.listeners) {
       const h = this.handles.get(l.bind.text);
@@ -85,6 +92,7 @@ export class ProxyRuntime {
    */
   async shutdown(): Promise<void> {
     this.stopping = true;
+    this.health.stop();
     for (const h of this.handles.values()) h.server.close();
     for (const c of this.connections) if (c.peeking) c.abort('shutdown');
     if (this.connections.size > 0) {
@@ -122,8 +130,9 @@ export class ProxyRuntime {
       onClose: (conn, reason, fields) => this.onClose(conn, reason, fields),
       onServerFailure: (pool, index, why) => {
         logger.debug({ pool: pool.config.name, server: pool.config.servers[index]?.address.text, why }, 'connect failed');
+        this.health.onConnectFailure(pool, index, why);
       },
-      onServerSuccess: () => {},
+      onServerSuccess: (pool, index) => this.health.onConnectSuccess(pool, index),
     };
   }
 
@@ -137,7 +146,7 @@ export class ProxyRuntime {
         reject(new TwinportError('TWP_ERR_LISTEN', `${l.name} (${l.bind.text}): ${err.message}`, { cause: err }));
       };
       server.once('error', onError);
-      server.listen({ host: l.bind.host, port: l.bind.port, exclusive: true }, () => {
+      server.listen({ host: l.bind.host, port: l.bind.port }, () => {
         server.off('error', onError);
         resolve();
       });

@@ -202,3 +202,40 @@ test('SIGTERM: stops accepting, lets a spliced connection finish, closes a stuck
     await slow.close();
   }
 });
+
+test('--workers 2: both workers serve, a killed worker is replaced, SIGHUP reloads each, SIGTERM exits 0', async (t) => {
+  const backend = await startBackend('clustered');
+  const dir = mkdtempSync(join(tmpdir(), 'twp-workers-'));
+  const file = join(dir, 'twinport.yaml');
+  const port = await freePort();
+  writeFileSync(file, configTo(port, backend.address));
+  const p = spawnTwinport(['--config', file, '--workers', '2']);
+  try {
+    const listening = (): number[] => p.lines.filter((l) => l.msg === 'listening').map((l) => l['pid'] as number);
+    await p.waitFor(() => listening().length >= 2);
+    for (let i = 0; i < 8; i++) t.is(await ask(port), 'clustered\n');
+    const pids = new Set(p.lines.filter((l) => l.msg === 'close').map((l) => l['pid']));
+    t.is(pids.size, 2, 'round-robin scheduling spreads connections over both workers');
+
+    const victim = listening()[0]!;
+    process.kill(victim, 'SIGKILL');
+    await p.waitFor((l) => l.msg === 'worker died: replacing it' && l['worker'] === victim);
+    await p.waitFor(() => listening().length >= 3);
+    t.is(await ask(port), 'clustered\n');
+
+    p.kill('SIGHUP');
+    await p.waitFor(() => p.lines.filter((l) => l.msg === 'reloaded').length >= 2);
+    t.is(p.child.exitCode, null);
+    p.kill('SIGTERM');
+    t.deepEqual(await p.exited, { code: 0, signal: null });
+  } finally {
+    p.kill('SIGKILL');
+    await backend.close();
+  }
+});
+
+test('--workers without --config is refused', async (t) => {
+  const r = await runTwinport(['--workers', '2']);
+  t.is(r.code, 1);
+  t.regex(r.stderr, /--workers needs --config/);
+});

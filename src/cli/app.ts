@@ -1,0 +1,183 @@
+// The `twinport` command (design.md §2), loaded by main.ts once the early signal handlers are in place.
+import { Command, InvalidArgumentError, Option } from 'commander';
+import cluster from 'node:cluster';
+import { readFileSync } from 'node:fs';
+import type { Logger } from 'pino';
+import { checkConfigFile, ConfigError, formatIssue, loadConfigFile, buildDemoConfig } from '../config/load.js';
+import type { TwinportConfig } from '../config/types.js';
+import { TwinportError } from '../errors.js';
+import { ProxyRuntime } from '../proxy/runtime.js';
+import { runPrimary, type SchedulingPolicy } from './cluster.js';
+import { setHangupHandler } from './early-signals.js';
+import { runInspect } from './inspect.js';
+import { createLogger, type LogFormat } from './logger.js';
+
+const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+
+interface RunOptions {
+  readonly config?: string;
+  readonly listen: string;
+  readonly logLevel: string;
+  readonly logFormat: LogFormat;
+  readonly workers?: number;
+  readonly scheduling: SchedulingPolicy;
+}
+
+function fail(message: string, code = 1): never {
+  process.stderr.write(message.endsWith('\n') ? message : `${message}\n`);
+  process.exit(code);
+}
+
+function describeError(e: unknown): string {
+  if (e instanceof ConfigError) return e.issues.map(formatIssue).join('\n') || e.message;
+  if (e instanceof TwinportError) return `${e.code}: ${e.message}`;
+  return String((e as Error)?.stack ?? e);
+}
+
+/** SIGTERM/SIGINT: graceful shutdown then exit 0. SIGHUP: reload the file, keep the old config on error. */
+function wireSignals(runtime: ProxyRuntime, logger: Logger, configFile: string | undefined, onExit: () => Promise<void>): void {
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal, connections: runtime.activeConnections }, 'shutting down');
+    void runtime
+      .shutdown()
+      .then(onExit)
+      .then(() => {
+        logger.info({ closes: runtime.stats.closes }, 'stopped');
+        process.exit(0);
+      });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  setHangupHandler(() => {
+    if (configFile === undefined) {
+      logger.warn('SIGHUP ignored: the demo has no config file to reload');
+      return;
+    }
+    let next: TwinportConfig;
+    try {
+      next = loadConfigFile(configFile);
+    } catch (e) {
+      const issues = e instanceof ConfigError ? e.issues.map(formatIssue) : [describeError(e)];
+      logger.error({ file: configFile, errors: issues }, 'reload failed: keeping the running config');
+      return;
+    }
+    runtime.reload(next).then(
+      () => logger.info({ file: configFile }, 'reloaded'),
+      (e: unknown) => logger.error({ file: configFile, err: describeError(e) }, 'reload failed: keeping the running config'),
+    );
+  });
+}
+
+async function runProxy(opts: RunOptions): Promise<void> {
+  const logger = await createLogger(opts.logLevel, opts.logFormat);
+  if (opts.workers !== undefined && opts.workers > 1 && cluster.isPrimary) {
+    if (opts.config === undefined) fail('--workers needs --config (the demo runs in one process)');
+    try {
+      loadConfigFile(opts.config); // fail fast, once, before forking
+    } catch (e) {
+      fail(describeError(e));
+    }
+    runPrimary({ workers: opts.workers, scheduling: opts.scheduling, logger });
+    return;
+  }
+  let config: TwinportConfig;
+  let closeDemo: () => Promise<void> = async () => {};
+  if (opts.config !== undefined) {
+    try {
+      config = loadConfigFile(opts.config);
+    } catch (e) {
+      fail(describeError(e));
+    }
+  } else {
+    // Loaded only for the demo: certificate generation pulls in a large ASN.1 stack.
+    const { startDemoBackends } = await import('../demo/backends.js');
+    const backends = await startDemoBackends();
+    closeDemo = () => backends.close();
+    try {
+      config = buildDemoConfig({ listen: opts.listen, httpBackend: backends.http, httpsBackend: backends.https });
+    } catch (e) {
+      fail(describeError(e));
+    }
+  }
+  const runtime = new ProxyRuntime(config, logger);
+  try {
+    await runtime.start();
+  } catch (e) {
+    await closeDemo();
+    fail(describeError(e));
+  }
+  wireSignals(runtime, logger, opts.config, closeDemo);
+  if (opts.config === undefined) {
+    const a = runtime.addresses().get('demo');
+    const where = a === undefined ? opts.listen : `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+    process.stderr.write(
+      [
+        '',
+        `twinport demo: one port (${where}), two backends. Try:`,
+        `  curl http://${where}/`,
+        `  curl -k https://${where}/`,
+        `  curl -k https://localhost:${a?.port ?? ''}/   (SNI "localhost")`,
+        'Each backend answers which one it is and what twinport saw. Ctrl-C stops.',
+        '',
+      ].join('\n'),
+    );
+  }
+}
+
+function parseWorkers(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > 256) throw new InvalidArgumentError('a whole number from 1 to 256');
+  return n;
+}
+
+const logOptions = (cmd: Command): Command =>
+  cmd
+    .addOption(new Option('--workers <n>', 'proxy processes sharing the listeners (node:cluster)').argParser(parseWorkers))
+    .addOption(new Option('--scheduling <policy>', 'with --workers: rr (primary hands out connections) or none (workers accept)').choices(['rr', 'none']).default('rr'))
+    .addOption(new Option('--log-level <level>', 'pino log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'))
+    .addOption(new Option('--log-format <format>', 'log output').choices(['json', 'pretty']).default('json'));
+
+const program = new Command();
+program
+  .name('twinport')
+  .description('One port, both protocols: peeks TLS / HTTP / h2c / PROXY and splices each connection to its pool, never decrypting.')
+  .version(pkg.version)
+  .option('-c, --config <file>', 'run the proxy from this YAML file (without it: the embedded demo)')
+  .option('--listen <host:port>', 'demo listen address', '127.0.0.1:8080')
+  .enablePositionalOptions();
+logOptions(program).action(async (opts: RunOptions) => runProxy(opts));
+
+logOptions(program.command('run').description('run the proxy from a config file').requiredOption('-c, --config <file>', 'YAML config file'))
+  .option('--listen <host:port>', 'ignored with --config', '127.0.0.1:8080')
+  .action(async (opts: RunOptions) => runProxy(opts));
+
+program
+  .command('check <file>')
+  .description('validate a config file: exit 0 with a summary, or 1 with every error as FILE:LINE:COL key.path: message')
+  .action((file: string) => {
+    const r = checkConfigFile(file);
+    if (r.ok) {
+      process.stdout.write(`${r.summary}\n`);
+      process.exit(0);
+    }
+    fail(r.lines.join('\n'));
+  });
+
+program
+  .command('inspect [file]')
+  .description('print what twinport would see in a captured first flight (raw bytes, or hex text with --hex; "-" or nothing reads stdin)')
+  .option('--hex', 'the input is hex text')
+  .option('--final', 'treat the input as complete (default for files)')
+  .option('--no-final', 'the input may be a prefix: need-more is a possible answer')
+  .action(async (file: string | undefined, opts: { hex?: boolean; final?: boolean }) => {
+    try {
+      process.stdout.write(`${await runInspect(file, { ...(opts.hex !== undefined && { hex: opts.hex }), ...(opts.final !== undefined && { final: opts.final }) })}\n`);
+    } catch (e) {
+      fail(describeError(e));
+    }
+  });
+
+program.parseAsync(process.argv).catch((e: unknown) => fail(describeError(e)));
