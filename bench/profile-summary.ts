@@ -51,8 +51,10 @@ export function summariseProfile(file: string, top = 25): { totalMs: number; ent
     // A sample's delta is the time since the previous sample: charge it to this sample's function.
     const dt = deltas[i] ?? 0;
     if (node === undefined) continue;
-    total += dt;
     const cf = node.callFrame;
+    // Waiting in epoll is not work: percentages are of busy time.
+    if (cf.functionName === '(idle)') continue;
+    total += dt;
     const fn = cf.functionName === '' ? '(anonymous)' : cf.functionName;
     const where = cf.url === '' ? '' : `${shortUrl(cf.url)}:${cf.lineNumber + 1}`;
     const key = `${fn}@${where}`;

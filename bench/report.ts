@@ -190,7 +190,10 @@ export function renderReport(report: RunReport): string {
   for (const p of report.profile ?? []) {
     out.push(`### twinport CPU profile under ${p.scenario} (\`node --cpu-prof\`, top self time)`);
     out.push('');
-    out.push(`Total sampled: ${p.totalMs.toFixed(0)} ms.`);
+    out.push(
+      `Busy time sampled: ${p.totalMs.toFixed(0)} ms (idle excluded; includes start-up). Native frames such as ` +
+        '`writeBuffer` are the syscalls a write makes.',
+    );
     out.push('');
     out.push(profileMarkdown(p));
     out.push('');
@@ -213,7 +216,8 @@ export function writeDoc(file: string, body: string): void {
   if (existsSync(file)) {
     const text = readFileSync(file, 'utf8');
     const at = text.indexOf(GENERATED_MARKER);
-    if (at !== -1) header = text.slice(0, at).trimEnd() + '\n';
+    // Without a marker the whole file is hand-written: keep it all above the generated part.
+    header = (at === -1 ? text : text.slice(0, at)).trimEnd() + '\n';
   }
   writeFileSync(file, `${header}\n${GENERATED_MARKER}\n\n${body.trimEnd()}\n`);
 }

@@ -5,7 +5,7 @@
 //   --scenarios S1,S3     scenarios: S1 S2 S3 S4 S5 M1 (S5 = bulk over HTTP and over TLS)
 //   --duration N          seconds per measured cell (default 5; quick 1)
 //   --no-wrk              autocannon only
-//   --profile             afterwards, profile twinport (`node --cpu-prof`) under S1 and S4
+//   --profile             afterwards, profile twinport (`node --cpu-prof`) under each selected load scenario
 //   --parsers             only the parser micro-benchmark (bench/parsers.ts)
 //   --doc / --no-doc      write docs/benchmarks.md (default: only for a full, unfiltered, non-quick run)
 //   --node-backends       Node backends even when nginx is installed
@@ -261,8 +261,8 @@ async function profileTwinport(
   layout: Layout,
 ): Promise<{ scenario: string; totalMs: number; entries: ReturnType<typeof summariseProfile>['entries'] }[]> {
   const out: { scenario: string; totalMs: number; entries: ReturnType<typeof summariseProfile>['entries'] }[] = [];
-  for (const id of ['S1', 'S4'] as const) {
-    const s = LOAD_SCENARIOS.find((x) => x.id === id)!;
+  for (const s of LOAD_SCENARIOS.filter((x) => opts.groups.includes(x.group))) {
+    const id = s.id;
     const dir = join(outDir, `profile-${id}`);
     rmSync(dir, { recursive: true, force: true });
     log(`profiling twinport under ${id}`);
@@ -301,6 +301,14 @@ async function main(): Promise<void> {
     log(`${target === undefined ? '' : `${target}: `}${text}`);
     records.push(target === undefined ? { kind: 'note', text } : { kind: 'note', target, text });
   };
+  const busy = (when: string): void => {
+    // Another workload on the machine moves every number; say so in the report rather than hide it.
+    const [one] = os.loadavg();
+    if (one !== undefined && one > 0.5) {
+      note(`machine busy ${when}: 1-minute load average ${one.toFixed(2)} on ${os.availableParallelism()} CPUs; treat differences under ~30% as noise.`);
+    }
+  };
+  busy('before the run');
   const wrk = opts.wrk && hasCommand('wrk');
   if (opts.wrk && !wrk) note('wrk not installed (Debian: `apt-get install wrk`): autocannon only.');
   const nofile = hardNofile();
@@ -375,14 +383,17 @@ async function main(): Promise<void> {
     addRatios(records);
 
     if (opts.groups.includes('M1')) {
-      for (const t of running) {
-        if (t.child === undefined) continue;
+      for (let i = 0; i < running.length; i++) {
+        if (running[i]!.child === undefined) continue;
         try {
+          // A fresh process: RSS before is the idle proxy's, not what the load runs left in its heap.
+          await running[i]!.stop();
+          const t = (running[i] = await startTarget(running[i]!.name, ctx));
           const r = await measureIdle(t, idleCount, opts.quick, layout);
           records.push(r);
           log(`M1 ${t.name}: ${r.ready}/${r.wanted} held, ${(r.rssPerConnectionBytes / 1024).toFixed(1)} KiB RSS per connection`);
         } catch (e) {
-          note(`M1 failed: ${(e as Error).message}`, t.name);
+          note(`M1 failed: ${(e as Error).message}`, running[i]!.name);
         }
       }
     }

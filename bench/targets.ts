@@ -1,5 +1,5 @@
 // The targets a run compares, all routing plaintext → the HTTP backend and TLS → the HTTPS backend:
-//   direct        no proxy: the client talks to the backends' own ports (the ceiling)
+//   direct        no proxy: the client talks to backends' own ports (the ceiling)
 //   twinport      this project, from its CLI
 //   haproxy       mode tcp, tcp-request inspect-delay, req.ssl_hello_type
 //   nginx-stream  ssl_preread; $ssl_preread_protocol is "" for anything that is not a TLS hello
@@ -9,7 +9,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Backends } from './backends.js';
-import { NGINX_MODULES } from './backends.js';
+import { NGINX_MODULES, startBackends } from './backends.js';
 import { freePort, hasCommand, spawnChild, waitForPort, type Child } from './children.js';
 
 export const TARGET_NAMES = ['direct', 'twinport', 'haproxy', 'nginx-stream', 'naive'] as const;
@@ -64,6 +64,7 @@ listeners:
         to: https
       - match: { protocol: [http, h2c] }
         to: http
+shutdown_timeout: 2s
 pools:
   http:
     servers: ["127.0.0.1:${b.httpPort}"]
@@ -136,7 +137,10 @@ async function spawnProxy(name: TargetName, ctx: TargetContext, port: number, cm
 export async function startTarget(name: TargetName, ctx: TargetContext): Promise<RunningTarget> {
   const b = ctx.backends;
   if (name === 'direct') {
-    return { name, httpPort: b.httpPort, tlsPort: b.httpsPort, child: undefined, stop: async () => {} };
+    // Its own backends, on the proxy's CPU: without a proxy the backends would otherwise share one core
+    // with the load generator while every proxied target gets a second core, and direct would look slow.
+    const own = await startBackends(join(ctx.dir, 'direct'), ctx.cpus, ctx.nofile, ctx.backends.kind === 'node');
+    return { name, httpPort: own.httpPort, tlsPort: own.httpsPort, child: undefined, stop: () => own.child.stop() };
   }
   const port = await freePort();
   switch (name) {
@@ -148,7 +152,8 @@ export async function startTarget(name: TargetName, ctx: TargetContext): Promise
     }
     case 'haproxy': {
       const file = join(ctx.dir, 'haproxy.cfg');
-      writeFileSync(file, haproxyCfg(port, b, ctx.maxConnections + 100));
+      // HAProxy refuses to start when it cannot get 2 × maxconn descriptors (plus a few): stay under.
+      writeFileSync(file, haproxyCfg(port, b, Math.min(ctx.maxConnections + 20, Math.floor((ctx.nofile - 64) / 2))));
       return spawnProxy(name, ctx, port, 'haproxy', ['-db', '-f', file]);
     }
     case 'nginx-stream': {

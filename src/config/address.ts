@@ -16,6 +16,11 @@ const HOSTNAME = /^(?=.{1,253}\.?$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?
  */
 const MAX_UNIX_PATH = 107;
 
+/** A DNS host name (RFC 1123 §2.1), not an IP address: what an SNI HostName may hold (RFC 6066 §3). */
+export function isHostName(text: string): boolean {
+  return HOSTNAME.test(text) && !/^[0-9.]+$/.test(text);
+}
+
 function parsePort(text: string, allowZero: boolean): number | string {
   const lowest = allowZero ? 0 : 1;
   if (!/^[0-9]{1,5}$/.test(text) || Number(text) > 65535 || Number(text) < lowest) {

@@ -5,18 +5,23 @@
 // (the schema check reports that) — so one run reports every problem in the file.
 import { ipToBytes, parseCidr } from '../routing/cidr.js';
 import { compileNamePattern } from '../routing/name-pattern.js';
-import { parseBind, parseServerAddress } from './address.js';
+import { isIP } from 'node:net';
+import { isHostName, parseBind, parseServerAddress } from './address.js';
 import type { KeyPath, PathIssue } from './issues.js';
-import { BALANCE_KINDS, HASH_KEYS, LOG_LEVELS, MATCH_PROTOCOLS } from './schema.js';
+import { BALANCE_KINDS, HASH_KEYS, HEALTH_TYPES, LOG_LEVELS, MATCH_PROTOCOLS } from './schema.js';
 import { formatDuration, formatSize, parseDuration, parseSize } from './units.js';
 import type {
+  AffinityStoreConfig,
+  AffinityTableConfig,
   BalanceKind,
   Cidr,
   HashKey,
+  HealthCheckConfig,
   ListenerConfig,
   ListenerTimeouts,
   MatchProtocol,
   NamePattern,
+  PassiveHealthConfig,
   PoolConfig,
   RouteConfig,
   RouteMatch,
@@ -34,6 +39,20 @@ export const DEFAULT_MAX_CLIENT_HELLO = 64 * 1024;
  */
 export const MIN_MAX_CLIENT_HELLO = 512;
 export const MAX_MAX_CLIENT_HELLO = 1024 * 1024;
+
+/** Health checks (docs/health.md). */
+export const DEFAULT_HEALTH = Object.freeze({ interval: 2000, timeout: 1000, rise: 2, fall: 3, path: '/' });
+export const DEFAULT_EXPECT_STATUS = Object.freeze([Object.freeze({ from: 200, to: 399 })]);
+/**
+ * Below 100ms a pool of a few dozen servers would open hundreds of check connections a second, and a
+ * check's own connect + handshake on a busy backend takes about that long.
+ */
+export const MIN_HEALTH_INTERVAL = 100;
+export const DEFAULT_PASSIVE_HEALTH: PassiveHealthConfig = Object.freeze({ fall: 3, downFor: 10_000 });
+export const DEFAULT_AFFINITY_TABLE: AffinityTableConfig = Object.freeze({ size: 100_000, ttl: 3_600_000 });
+export const DEFAULT_AFFINITY_STORE = Object.freeze({ timeout: 5, prefix: 'twinport:affinity:' });
+/** A new TLS connection without a local table hit waits up to this long for Redis: keep it a hot-path bound. */
+export const MAX_AFFINITY_STORE_TIMEOUT = 1000;
 
 type Obj = Record<string, unknown>;
 
@@ -264,7 +283,7 @@ function compilePool(name: string, raw: unknown, issues: Issues): PoolConfig | u
     name,
     balance,
     retries: Number.isInteger(raw['retries']) ? (raw['retries'] as number) : Math.max(0, servers.length - 1),
-    affinityTable: { size: 100_000, ttl: 3_600_000 },
+    affinityTable: DEFAULT_AFFINITY_TABLE,
     servers,
   };
   const hashKey = raw['hash_key'];
@@ -276,7 +295,163 @@ function compilePool(name: string, raw: unknown, issues: Issues): PoolConfig | u
     pool.hashKey = hashKey as HashKey;
   }
   if (raw['affinity'] === 'tls') pool.affinity = 'tls';
+  // Without affinity: tls there is no table to size and nothing to share: a key that does nothing is a
+  // mistake in the file (the table keeps its defaults so PoolConfig stays total).
+  for (const key of ['affinity_table', 'affinity_store']) {
+    if (has(raw, key) && pool.affinity !== 'tls') issues.add([...path, key], 'only used with affinity: tls', 'key');
+  }
+  if (isObj(raw['affinity_table'])) pool.affinityTable = compileAffinityTable(raw['affinity_table'], [...path, 'affinity_table'], issues);
+  if (isObj(raw['affinity_store'])) {
+    const store = compileAffinityStore(raw['affinity_store'], [...path, 'affinity_store'], issues);
+    if (store !== undefined) pool.affinityStore = store;
+  }
+  if (isObj(raw['health'])) {
+    const health = compileHealth(raw['health'], [...path, 'health'], issues);
+    if (health !== undefined) pool.health = health;
+  }
+  if (isObj(raw['passive_health'])) {
+    const ph = raw['passive_health'];
+    const pp = [...path, 'passive_health'];
+    pool.passiveHealth = {
+      fall: count(ph, 'fall', DEFAULT_PASSIVE_HEALTH.fall),
+      downFor: duration(ph, 'down_for', pp, DEFAULT_PASSIVE_HEALTH.downFor, issues),
+    };
+  }
   return pool;
+}
+
+/** An integer the schema bounds (rise, fall, size); a wrong value is the schema's message, here the default. */
+function count(o: Obj, key: string, fallback: number): number {
+  return Number.isInteger(o[key]) ? (o[key] as number) : fallback;
+}
+
+// origin-form (RFC 9112 §3.2.1): "/" then visible ASCII; a space or CR/LF would end the request line early.
+const HTTP_PATH = /^\/[\x21-\x7e]*$/;
+// Host = uri-host [ ":" port ] (RFC 9110 §7.2): a reg-name or IPv4 address, or an IPv6 literal in brackets.
+const HTTP_HOST = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]+)(?::[0-9]{1,5})?$/;
+
+/** `200` or `"200-399"` → an inclusive range; the message says what is wrong. */
+function statusRange(v: unknown): { from: number; to: number } | string | undefined {
+  if (typeof v === 'number') return Number.isInteger(v) && v >= 100 && v <= 599 ? { from: v, to: v } : undefined;
+  if (typeof v !== 'string') return undefined;
+  const m = /^([0-9]{3})(?:-([0-9]{3}))?$/.exec(v);
+  if (m === null) return `"${v}" is not a status code or range: write 200 or "200-399"`;
+  const from = Number(m[1]);
+  const to = Number(m[2] ?? m[1]);
+  if (from < 100 || to > 599) return `"${v}": status codes run from 100 to 599 (RFC 9110 §15)`;
+  if (from > to) return `"${v}" is an empty range: the first code must not be larger than the second`;
+  return { from, to };
+}
+
+function compileHealth(raw: Obj, path: KeyPath, issues: Issues): HealthCheckConfig | undefined {
+  const type = raw['type'];
+  if (typeof type !== 'string' || !(HEALTH_TYPES as readonly string[]).includes(type)) return undefined;
+  const t = type as HealthCheckConfig['type'];
+
+  // Keys of another check type would be silently ignored: say so at the key.
+  const only: Record<string, HealthCheckConfig['type']> = { sni: 'tls', alpn: 'tls', path: 'http', host: 'http', expect_status: 'http' };
+  for (const [key, owner] of Object.entries(only)) {
+    if (Object.hasOwn(raw, key) && owner !== t) issues.add([...path, key], `only used with type: ${owner} (type is ${t})`, 'key');
+  }
+
+  let interval = duration(raw, 'interval', path, DEFAULT_HEALTH.interval, issues);
+  if (interval < MIN_HEALTH_INTERVAL) {
+    issues.add([...path, 'interval'], `${formatDuration(interval)} is too short: checks run at most every ${MIN_HEALTH_INTERVAL}ms`);
+    interval = DEFAULT_HEALTH.interval;
+  }
+  // The default timeout follows a short interval down, so `interval: 500ms` alone is valid.
+  const defaultTimeout = Math.min(DEFAULT_HEALTH.timeout, Math.floor(interval / 2));
+  const timeout = duration(raw, 'timeout', path, defaultTimeout, issues);
+  if (timeout >= interval) {
+    // Checks of one server never overlap: the next starts `interval` after the previous one began.
+    issues.add(
+      has(raw, 'timeout') ? [...path, 'timeout'] : [...path, 'interval'],
+      `timeout (${formatDuration(timeout)}) must be shorter than interval (${formatDuration(interval)}): a check must end before the next one is due`,
+    );
+  }
+
+  const health: { -readonly [K in keyof HealthCheckConfig]: HealthCheckConfig[K] } = {
+    type: t,
+    interval,
+    timeout,
+    rise: count(raw, 'rise', DEFAULT_HEALTH.rise),
+    fall: count(raw, 'fall', DEFAULT_HEALTH.fall),
+    path: DEFAULT_HEALTH.path,
+    expectStatus: DEFAULT_EXPECT_STATUS,
+  };
+  if (t === 'tls') {
+    if (typeof raw['sni'] === 'string' && raw['sni'] !== '') {
+      const sni = raw['sni'];
+      if (isIP(sni) !== 0) issues.add([...path, 'sni'], `"${sni}" is an IP address: SNI carries host names only (RFC 6066 §3)`);
+      else if (!isHostName(sni)) issues.add([...path, 'sni'], `"${sni}" is not a host name`);
+      else health.sni = sni.replace(/\.$/, '');
+    }
+    if (Array.isArray(raw['alpn'])) health.alpn = raw['alpn'].filter((a): a is string => typeof a === 'string' && a !== '');
+  }
+  if (t === 'http') {
+    if (typeof raw['path'] === 'string' && raw['path'] !== '') {
+      if (HTTP_PATH.test(raw['path'])) health.path = raw['path'];
+      else issues.add([...path, 'path'], `"${raw['path']}" must start with "/" and hold no spaces or control characters (RFC 9112 §3.2.1)`);
+    }
+    if (typeof raw['host'] === 'string' && raw['host'] !== '') {
+      if (HTTP_HOST.test(raw['host'])) health.host = raw['host'];
+      else issues.add([...path, 'host'], `"${raw['host']}" is not a Host header value: write host or host:port (RFC 9110 §7.2)`);
+    }
+    if (Array.isArray(raw['expect_status'])) {
+      const ranges: { from: number; to: number }[] = [];
+      raw['expect_status'].forEach((v, i) => {
+        const r = statusRange(v);
+        if (typeof r === 'string') issues.add([...path, 'expect_status', i], r);
+        else if (r !== undefined) ranges.push(r);
+      });
+      if (ranges.length > 0) health.expectStatus = ranges;
+    }
+  }
+  return health;
+}
+
+function compileAffinityTable(raw: Obj, path: KeyPath, issues: Issues): AffinityTableConfig {
+  return {
+    size: count(raw, 'size', DEFAULT_AFFINITY_TABLE.size),
+    ttl: duration(raw, 'ttl', path, DEFAULT_AFFINITY_TABLE.ttl, issues),
+  };
+}
+
+/** `redis://host:port/db` or `rediss://…` (TLS); the database, when given, is a number. */
+function redisUrlProblem(text: string): string | undefined {
+  const example = 'write redis://host:port/db or rediss://host:port/db';
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return `"${text}" is not a URL: ${example}`;
+  }
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') return `"${text}" is not a Redis URL (scheme ${url.protocol.slice(0, -1)}): ${example}`;
+  if (url.hostname === '') return `"${text}" has no host: ${example}`;
+  if (url.pathname !== '' && url.pathname !== '/' && !/^\/[0-9]{1,5}$/.test(url.pathname)) {
+    return `"${text}": the database "${url.pathname.slice(1)}" must be a number`;
+  }
+  if (url.search !== '' || url.hash !== '') return `"${text}": query and fragment are not supported`;
+  return undefined;
+}
+
+function compileAffinityStore(raw: Obj, path: KeyPath, issues: Issues): AffinityStoreConfig | undefined {
+  let timeout = duration(raw, 'timeout', path, DEFAULT_AFFINITY_STORE.timeout, issues);
+  if (timeout > MAX_AFFINITY_STORE_TIMEOUT) {
+    issues.add(
+      [...path, 'timeout'],
+      `${formatDuration(timeout)} is too long: at most ${formatDuration(MAX_AFFINITY_STORE_TIMEOUT)}, since a new TLS connection may wait this long for the lookup`,
+    );
+    timeout = DEFAULT_AFFINITY_STORE.timeout;
+  }
+  const prefix = typeof raw['prefix'] === 'string' && raw['prefix'] !== '' ? raw['prefix'] : DEFAULT_AFFINITY_STORE.prefix;
+  if (typeof raw['redis'] !== 'string' || raw['redis'] === '') return undefined;
+  const problem = redisUrlProblem(raw['redis']);
+  if (problem !== undefined) {
+    issues.add([...path, 'redis'], problem);
+    return undefined;
+  }
+  return { redis: raw['redis'], timeout, prefix };
 }
 
 export interface CompileResult {

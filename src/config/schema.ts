@@ -102,12 +102,79 @@ const ServerObject = Type.Object(
   { additionalProperties: false, title: 'a mapping { address, weight, send_proxy, backup }' },
 );
 
+/** Bounds shared with compile.ts, which words the errors for what the schema cannot say. */
+export const HEALTH_TYPES = ['tcp', 'tls', 'http'] as const;
+export const HEALTH_COUNT_MAX = 100;
+export const AFFINITY_TABLE_MAX = 10_000_000;
+
+const HealthCount = (description: string) => Type.Integer({ minimum: 1, maximum: HEALTH_COUNT_MAX, description });
+
+const Health = Type.Object(
+  {
+    type: StringEnum(HEALTH_TYPES, { description: 'tcp: connect; tls: a full TLS handshake; http: GET path, status in expect_status.' }),
+    interval: Type.Optional(Duration('Time between two checks of one server; at least 100ms. Default 2s.')),
+    timeout: Type.Optional(Duration('Bound on one check; shorter than interval. Default 1s, or half the interval when that is shorter.')),
+    rise: Type.Optional(HealthCount('Consecutive successes that mark a down server up. Default 2.')),
+    fall: Type.Optional(HealthCount('Consecutive failures that mark an up server down. Default 3.')),
+    sni: Type.Optional(Type.String({ minLength: 1, description: 'type: tls only. The server name to send (RFC 6066 §3). Default: none.' })),
+    alpn: Type.Optional(
+      Type.Array(Type.String({ minLength: 1, maxLength: 255 }), { minItems: 1, description: 'type: tls only. ALPN protocols to offer (RFC 7301).' }),
+    ),
+    path: Type.Optional(Type.String({ minLength: 1, description: 'type: http only. Request target, starting with "/". Default "/".' })),
+    host: Type.Optional(Type.String({ minLength: 1, description: 'type: http only. Host header. Default: the server address.' })),
+    expect_status: Type.Optional(
+      Type.Array(
+        Type.Union(
+          [
+            Type.Integer({ minimum: 100, maximum: 599, title: 'a status code' }),
+            Type.String({ pattern: '^[0-9]{3}(-[0-9]{3})?$', title: 'a range such as "200-399"' }),
+          ],
+          {
+            description: 'A status code (100 to 599) or a range "200-399".',
+          },
+        ),
+        { minItems: 1, description: 'type: http only. Accepted status codes and ranges. Default ["200-399"].' },
+      ),
+    ),
+  },
+  { additionalProperties: false, description: 'Active health checks of every server of the pool, backups too.' },
+);
+
+const PassiveHealth = Type.Object(
+  {
+    fall: Type.Optional(HealthCount('Consecutive connect failures that take a server out. Default 3.')),
+    down_for: Type.Optional(Duration('How long it stays out before it is tried again. Default 10s.')),
+  },
+  { additionalProperties: false, description: 'Take a server out after consecutive failed connects by client connections.' },
+);
+
+const AffinityTable = Type.Object(
+  {
+    size: Type.Optional(Type.Integer({ minimum: 1, maximum: AFFINITY_TABLE_MAX, description: 'Most entries kept for the pool. Default 100000.' })),
+    ttl: Type.Optional(Duration('How long an entry is kept. Default 1h.')),
+  },
+  { additionalProperties: false, description: 'Only with affinity: tls.' },
+);
+
+const AffinityStore = Type.Object(
+  {
+    redis: Type.String({ minLength: 1, description: 'redis://host:port/db or rediss://host:port/db.' }),
+    timeout: Type.Optional(Duration('Bound on one lookup; at most 1s. Default 5ms.')),
+    prefix: Type.Optional(Type.String({ minLength: 1, description: 'Key prefix. Default "twinport:affinity:".' })),
+  },
+  { additionalProperties: false, description: 'Only with affinity: tls. Share the learned table through Redis.' },
+);
+
 const Pool = Type.Object(
   {
     balance: Type.Optional(StringEnum(BALANCE_KINDS, { description: 'Default round-robin.' })),
     hash_key: Type.Optional(StringEnum(HASH_KEYS, { description: 'Required with balance: hash, and only then.' })),
     affinity: Type.Optional(StringEnum(['tls'] as const, { description: 'Learn TLS session IDs / ticket key names → server.' })),
+    affinity_table: Type.Optional(AffinityTable),
+    affinity_store: Type.Optional(AffinityStore),
     retries: Type.Optional(Type.Integer({ minimum: 0, maximum: 100, description: 'Extra server attempts. Default: servers − 1.' })),
+    health: Type.Optional(Health),
+    passive_health: Type.Optional(PassiveHealth),
     servers: Type.Array(Type.Union([Type.String({ title: 'a "host:port" string' }), ServerObject]), { minItems: 1 }),
   },
   { additionalProperties: false },

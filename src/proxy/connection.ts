@@ -6,8 +6,11 @@ import net, { type Socket } from 'node:net';
 import type { ListenerConfig, RouteConfig } from '../config/types.js';
 import { Detector, type Detection } from '../protocol/detector.js';
 import type { ProxyHeader } from '../protocol/proxy-header.js';
+import type { TlsFields } from '../protocol/tls-client-hello.js';
 import { anyCidrContains } from '../routing/cidr.js';
 import { matchRoute } from '../routing/route-match.js';
+import { affinityOf, type AffinityChoice, type PoolAffinity } from './affinity-pool.js';
+import { watchServerFlight } from './affinity-watcher.js';
 import { factsFromMatch, type PeekFacts } from './facts.js';
 import { PeekBuffer } from './peek-buffer.js';
 import { buildServerProxyHeader } from './proxy-header-out.js';
@@ -48,8 +51,6 @@ export class Connection {
   private upstream: Socket | undefined;
   private upstreamClosed = false;
   private clientClosed = false;
-  /** The client's FIN arrived before the splice began (while connecting). */
-  private clientEnded = false;
   private reason: CloseReason | undefined;
   private detail: string | undefined;
   private facts: PeekFacts | undefined;
@@ -64,6 +65,9 @@ export class Connection {
   /** Client address as routing and logs know it: a trusted PROXY header's source replaces the socket's. */
   private clientIp: string;
   private clientPort: number | undefined;
+  /** The ClientHello, kept for `affinity: tls` pools only (docs/affinity.md). */
+  private tlsHello: TlsFields | undefined;
+  private affinity: { readonly pool: PoolAffinity; readonly choice: AffinityChoice } | undefined;
 
   constructor(
     private readonly client: Socket,
@@ -157,6 +161,7 @@ export class Connection {
         return;
       case 'match':
         if (!this.acceptProxyHeader(d.proxy)) return;
+        if (d.protocol === 'tls') this.tlsHello = d.fields;
         this.dispatch(factsFromMatch(d), () => this.finish('no-route'));
         return;
       case 'reject':
@@ -231,32 +236,27 @@ export class Connection {
     this.pool = pool;
     this.stopPeeking();
     this.phase = 'connect';
+    const affinity = pool.config.affinity === 'tls' && this.tlsHello !== undefined ? affinityOf(pool) : undefined;
+    if (affinity !== undefined) {
+      // The learned server, if any, takes the first attempt; the lookup may wait for the shared store
+      // (bounded by its timeout) while the client's later bytes wait in its paused socket.
+      affinity.choose(this.tlsHello!, pool, (choice) => {
+        this.affinity = { pool: affinity, choice };
+        this.connectNext(new Set(), undefined);
+      });
+      return;
+    }
     this.connectNext(new Set(), undefined);
   }
 
   private stopPeeking(): void {
-    // Keep reading while we connect (into the same buffer, so nothing is lost): a paused socket is not
-    // polled, so a client that resets or leaves during a slow connect would go unnoticed until the
-    // connect ended, and its bytes would then be sent to a server for a client already gone. The
-    // buffer stays bounded by max_client_hello: past it the socket is paused until the splice.
+    // Pause first: removing the 'data' listener alone leaves the socket flowing and would drop bytes.
+    this.client.pause();
     this.client.off('data', this.onPeekData);
     this.client.off('end', this.onPeekEnd);
-    this.client.on('data', this.onConnectData);
-    this.client.on('end', this.onConnectEnd);
-    if (this.peek.length >= this.listener.maxClientHello) this.client.pause();
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
   }
-
-  private readonly onConnectData = (chunk: Buffer): void => {
-    this.peek.append(chunk);
-    if (this.peek.length >= this.listener.maxClientHello) this.client.pause();
-  };
-
-  /** The client half-closed while we connected: its FIN is forwarded after its bytes (splice). */
-  private readonly onConnectEnd = (): void => {
-    this.clientEnded = true;
-  };
 
   // ── connect ─────────────────────────────────────────────────────────────────────────────────────
 
@@ -265,10 +265,12 @@ export class Connection {
     const pool = this.pool!;
     const facts = this.facts!;
     const maxAttempts = pool.config.retries + 1;
+    const learned = tried.size === 0 ? this.affinity?.choice.serverIndex : undefined;
     const index =
       tried.size >= maxAttempts
         ? undefined
-        : pool.state.pick(
+        : learned ??
+          pool.state.pick(
             {
               sourceIp: this.clientIp,
               ...(facts.sni !== undefined && { sni: facts.sni }),
@@ -328,6 +330,11 @@ export class Connection {
     server.setNoDelay(true);
     server.on('error', this.onServerError);
     server.on('close', this.onServerClose);
+    const affinity = this.affinity;
+    if (affinity !== undefined) {
+      const serverText = this.serverText!;
+      watchServerFlight(server, (flight) => affinity.pool.observe(affinity.choice, flight, serverText));
+    }
 
     const serverConfig = pool.config.servers[this.serverIndex!]!;
     if (serverConfig.sendProxy !== undefined) {
@@ -340,16 +347,12 @@ export class Connection {
       this.proxyOutLength = header.length;
       server.write(header);
     }
-    this.client.off('data', this.onConnectData);
-    this.client.off('end', this.onConnectEnd);
     const peeked = this.peek.view().subarray(this.proxyInLength);
     if (peeked.length > 0) server.write(peeked);
 
     // pipe() gives backpressure (pause on a full write buffer, resume on drain) and propagates FIN
     // (`end`) in each direction separately; allowHalfOpen on both sockets keeps the other half open.
-    // A FIN already read while connecting will not be emitted again: forward it here.
-    if (this.clientEnded) server.end();
-    else this.client.pipe(server);
+    this.client.pipe(server);
     server.pipe(this.client);
     this.lastActivity = this.activity();
     this.armIdleTimer(this.listener.timeouts.idle);
@@ -456,6 +459,8 @@ export class Connection {
     if (this.route !== undefined) out['route'] = this.route.name ?? this.route.index;
     if (this.pool !== undefined) out['pool'] = this.pool.config.name;
     if (this.serverText !== undefined) out['server'] = this.serverText;
+    const choice = this.affinity?.choice;
+    if (choice?.routedBy !== undefined && choice.serverIndex === this.serverIndex) out['affinity'] = choice.routedBy.kind;
     out['reason'] = reason;
     if (detail !== undefined) out['detail'] = detail;
     out['bytesIn'] = this.client.bytesRead;

@@ -1,11 +1,15 @@
 // The running proxy: listeners bound from a config snapshot, the pools' runtime state, every live
 // connection, reload (SIGHUP) and graceful shutdown (SIGTERM/SIGINT). Signals themselves are wired in
 // src/cli: this module never exits the process.
+import { closeSync, openSync } from 'node:fs';
 import net, { type AddressInfo, type Server, type Socket } from 'node:net';
+import { devNull } from 'node:os';
 import type { Logger } from 'pino';
 import type { ListenerConfig, TwinportConfig } from '../config/types.js';
 import { TwinportError } from '../errors.js';
 import { PoolState } from '../routing/pool-state.js';
+import type { AffinityStats } from './affinity-pool.js';
+import { AffinitySet } from './affinity-set.js';
 import { Connection } from './connection.js';
 import { HealthChecker } from './health-checker.js';
 import type { ListenerContext, PoolRuntime } from './listener-context.js';
@@ -32,14 +36,19 @@ export class ProxyRuntime {
   private nextId = 1;
   private stopping = false;
   private lastAcceptErrorLog = 0;
+  /** Once-a-second descriptor probe (see probeDescriptors). */
+  private descriptorProbe: NodeJS.Timeout | undefined;
   readonly stats: RuntimeStats;
   /** Active and passive health of the pools that configure it (docs/health.md). */
   readonly health: HealthChecker;
+  /** TLS affinity tables and stores of `affinity: tls` pools (docs/affinity.md). */
+  private readonly affinity: AffinitySet;
 
   constructor(config: TwinportConfig, logger: Logger) {
     this.config = config;
     this.logger = logger;
     this.health = new HealthChecker(logger);
+    this.affinity = new AffinitySet(logger);
     const closes = Object.fromEntries(CLOSE_REASONS.map((r) => [r, 0])) as Record<CloseReason, number>;
     this.stats = { accepted: 0, acceptErrors: 0, closes };
   }
@@ -51,7 +60,12 @@ export class ProxyRuntime {
   async start(): Promise<void> {
     this.pools = this.buildPools(this.config);
     this.health.apply(this.pools);
+    this.affinity.apply(this.pools);
+    // Bounded by the store's connect timeout; a Redis that is down does not stop the proxy.
+    await this.affinity.ready();
     for (const l of this.config.listeners) await this.bind(l);
+    this.descriptorProbe = setInterval(() => this.probeDescriptors(), 1000);
+    this.descriptorProbe.unref();
   }
 
   /** Bound addresses by listener name (port 0 in the config becomes the real port here). */
@@ -69,6 +83,7 @@ export class ProxyRuntime {
     const pools = this.buildPools(config);
     // Before any connection sees the new PoolStates: servers that stay keep their health.
     this.health.apply(pools);
+    this.affinity.apply(pools);
     const keep = new Set(config.listeners.map((l) => l.bind.text));
     for (const l of config.listeners) {
       const h = this.handles.get(l.bind.text);
@@ -92,6 +107,7 @@ export class ProxyRuntime {
    */
   async shutdown(): Promise<void> {
     this.stopping = true;
+    clearInterval(this.descriptorProbe);
     this.health.stop();
     for (const h of this.handles.values()) h.server.close();
     for (const c of this.connections) if (c.peeking) c.abort('shutdown');
@@ -108,6 +124,12 @@ export class ProxyRuntime {
       });
     }
     this.handles.clear();
+    this.affinity.close();
+  }
+
+  /** TLS affinity counters and table size per `affinity: tls` pool (docs/affinity.md). */
+  affinityStats(): Record<string, AffinityStats> {
+    return this.affinity.stats();
   }
 
   private onDrained: (() => void) | undefined;
@@ -184,6 +206,26 @@ export class ProxyRuntime {
       this.lastAcceptErrorLog = now;
       this.logger.error({ listener: handle.ctx.listener.name, code: err.code, acceptErrors: this.stats.acceptErrors }, 'accept failed');
     }
+  }
+
+  /**
+   * In practice net.Server rarely reports EMFILE: libuv answers it with its reserve-descriptor trick
+   * (close a descriptor kept for this, accept and close every pending connection, reopen it) and reports
+   * nothing unless the trick itself fails. Clients are shed unseen. So once a second take and release one
+   * descriptor: when that fails, accept(2) fails too, and each listener's accept error is counted and
+   * logged (rate-limited as above) with the errno code.
+   */
+  private probeDescriptors(): void {
+    let fd: number;
+    try {
+      fd = openSync(devNull, 'r');
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      if (err.code !== 'EMFILE' && err.code !== 'ENFILE') return;
+      for (const h of this.handles.values()) this.onAcceptError(h, err);
+      return;
+    }
+    closeSync(fd);
   }
 
   private onClose(conn: Connection, reason: CloseReason, fields: Record<string, unknown>): void {

@@ -1,0 +1,51 @@
+// One pool's learned affinity: key text ("sid:…", "tkt:…") → server address text, bounded by
+// `affinity_table.size` (least recently used out first) and `affinity_table.ttl`. Per process.
+//
+// It lives in proxy/ rather than routing/ because it reads a clock (lru-cache's TTL) and routing/ is
+// kept free of clocks and third-party state; the decisions it stores come from routing/affinity.ts.
+import { LRUCache, type Perf } from 'lru-cache';
+import type { AffinityTableConfig } from '../config/types.js';
+
+export interface AffinityTableOptions extends AffinityTableConfig {
+  /** Clock for TTLs (tests); default: lru-cache's `performance`. */
+  readonly perf?: Perf;
+}
+
+export class AffinityTable {
+  private readonly cache: LRUCache<string, string>;
+
+  constructor(opts: AffinityTableOptions) {
+    this.cache = new LRUCache<string, string>({
+      max: opts.size,
+      ttl: opts.ttl,
+      // `ttl` counts from the last use (docs/config.md): a hit keeps a busy session's entry alive even
+      // when the resumption teaches nothing new (a TLS 1.2 session-ID resumption only echoes the ID).
+      updateAgeOnGet: true,
+      // Expired entries are dropped when read; no timer per entry (ttlAutopurge would set one each).
+      ttlAutopurge: false,
+      ...(opts.perf === undefined ? {} : { perf: opts.perf, ttlResolution: 0 }),
+    });
+  }
+
+  get size(): number {
+    return this.cache.size;
+  }
+
+  /** The server that holds `key`, if learned and not expired; restarts its TTL. */
+  get(key: string): string | undefined {
+    return this.cache.get(key);
+  }
+
+  /** Records key → server and restarts its TTL; true when the entry is new or moved to another server. */
+  learn(key: string, server: string): boolean {
+    const before = this.cache.get(key);
+    this.cache.set(key, server);
+    return before !== server;
+  }
+
+  /** Forgets key only while it still names `server` (another connection may have moved it since). */
+  unlearn(key: string, server: string): boolean {
+    if (this.cache.get(key) !== server) return false;
+    return this.cache.delete(key);
+  }
+}
