@@ -13,7 +13,7 @@
 // GREASE values (RFC 8701) are ignored everywhere. Values are 4-digit lower-case hex, comma separated.
 // A pure function of parsed fields: the parser calls it once per hello.
 
-import { createHash } from 'node:crypto';
+import crypto from 'node:crypto';
 import { ExtensionType, isGrease } from './tls-constants.js';
 
 /** The ClientHello fields JA4 reads (a subset of TlsFields). */
@@ -40,16 +40,22 @@ const VERSION_LABELS: ReadonlyMap<number, string> = new Map([
 
 const EMPTY_HASH = '000000000000';
 
+const HEX4: string[] = Array.from({ length: 0x10000 }, (_, n) => n.toString(16).padStart(4, '0'));
+
 function hex4(n: number): string {
-  return n.toString(16).padStart(4, '0');
+  return HEX4[n & 0xffff]!;
 }
 
 function count2(n: number): string {
   return String(Math.min(n, 99)).padStart(2, '0');
 }
 
+// crypto.hash (Node ≥ 20.12) is the one-shot form: no Hash object per call.
+const oneShot = (crypto as { hash?: (alg: string, data: string, enc: 'hex') => string }).hash;
+
 function truncatedSha256(s: string): string {
-  return createHash('sha256').update(s, 'latin1').digest('hex').slice(0, 12);
+  const hex = oneShot !== undefined ? oneShot('sha256', s, 'hex') : crypto.createHash('sha256').update(s, 'latin1').digest('hex');
+  return hex.slice(0, 12);
 }
 
 function isAlnum(c: number): boolean {

@@ -224,16 +224,15 @@ function walkBody(body: Buffer, records: number): TlsFields {
   if (!r.atEnd) {
     const exts = r.vec16('tls.ext.bad-length');
     r.expectEnd('tls.hello.trailing-data');
-    const seen = new Set<number>();
     let pskSeen = false;
     while (!exts.atEnd) {
       const type = exts.u16('tls.ext.bad-length');
       const data = exts.vec16('tls.ext.bad-length');
       // "There MUST NOT be more than one extension of the same type in a given extension block" (§4.2).
-      if (seen.has(type)) fail('tls.ext.duplicate');
+      // (A linear scan: hellos carry a few dozen extensions, and no Set is allocated per hello.)
+      if (types.includes(type)) fail('tls.ext.duplicate');
       // pre_shared_key "MUST be the last extension in the ClientHello" (§4.2.11): binders cover the rest.
       if (pskSeen) fail('tls.psk.not-last');
-      seen.add(type);
       types.push(type);
       switch (type) {
         case ExtensionType.serverName: {
@@ -297,7 +296,12 @@ function walkBody(body: Buffer, records: number): TlsFields {
       }
     }
   }
-  return { ...f, ja4: computeJa4(f) };
+  // JA4 costs about as much as the rest of the walk (two SHA-256 and sorts): computed on first read only,
+  // so routing a connection that never logs or matches on it does not pay for it.
+  const out = f as Mutable<TlsFields>;
+  let ja4: string | undefined;
+  Object.defineProperty(out, 'ja4', { enumerable: true, get: () => (ja4 ??= computeJa4(f)) });
+  return out;
 }
 
 /** Walks a complete ClientHello body (the bytes after the 4-byte handshake header). Never throws. */
@@ -329,7 +333,13 @@ class TlsClientHelloProbe implements Probe<TlsMatch> {
   /** Fragment bytes of the current record still to come (0: the next byte starts a record header). */
   private recordLeft = 0;
   private records = 0;
-  private readonly handshake = new GrowableBuffer();
+  /**
+   * Handshake bytes collected so far. While the hello lies in the first record they are read in place
+   * from the stream (no copy, no allocation: the common case); only a hello that spans records is
+   * gathered into `gathered`.
+   */
+  private hsLength = 0;
+  private gathered: GrowableBuffer | undefined;
   /** 4 + the declared body length, once the handshake header is complete. */
   private helloTotal = -1;
   private recognised = false;
@@ -377,37 +387,51 @@ class TlsClientHelloProbe implements Probe<TlsMatch> {
         this.recordLeft = readRecordHeader(bytes, this.cursor).length;
         this.cursor += RECORD_HEADER_BYTES;
         this.records++;
+        if (this.records === 2) {
+          // The hello continues in a second record: from here on, gather the fragments.
+          this.gathered = new GrowableBuffer(Math.max(512, this.hsLength * 2));
+          this.gathered.appendFrom(bytes, RECORD_HEADER_BYTES, RECORD_HEADER_BYTES + this.hsLength);
+        }
         continue;
       }
       const available = bytes.length - this.cursor;
       if (available <= 0) return undefined;
       const take = Math.min(available, this.recordLeft);
-      this.handshake.appendFrom(bytes, this.cursor, this.cursor + take);
+      this.gathered?.appendFrom(bytes, this.cursor, this.cursor + take);
+      this.hsLength += take;
       this.cursor += take;
       this.recordLeft -= take;
-      const v = this.checkHandshake();
+      const v = this.checkHandshake(bytes);
       if (v !== undefined) return v;
     }
   }
 
-  private checkHandshake(): TlsMatch | Reject | undefined {
-    const hs = this.handshake;
+  /** Byte i of the handshake stream. */
+  private hsByte(bytes: Buffer, i: number): number {
+    return this.gathered === undefined ? bytes[RECORD_HEADER_BYTES + i]! : this.gathered.byteAt(i);
+  }
+
+  private checkHandshake(bytes: Buffer): TlsMatch | Reject | undefined {
     if (!this.recognised) {
       // Only a client_hello opens a client's flight; any other type is not a TLS client (RFC 8446 §4).
-      if (hs.byteAt(0) !== HandshakeType.clientHello) return reject('tls.hello.bad-type');
+      if (this.hsByte(bytes, 0) !== HandshakeType.clientHello) return reject('tls.hello.bad-type');
       this.recognised = true;
     }
     if (this.helloTotal < 0) {
-      if (hs.length < HANDSHAKE_HEADER_BYTES) return undefined;
-      const declared = (hs.byteAt(1) << 16) | (hs.byteAt(2) << 8) | hs.byteAt(3);
+      if (this.hsLength < HANDSHAKE_HEADER_BYTES) return undefined;
+      const declared = (this.hsByte(bytes, 1) << 16) | (this.hsByte(bytes, 2) << 8) | this.hsByte(bytes, 3);
       if (declared > this.maxHelloBytes) return reject('tls.hello.too-large', 'tls');
       this.helloTotal = HANDSHAKE_HEADER_BYTES + declared;
     }
-    if (hs.length < this.helloTotal) return undefined;
+    if (this.hsLength < this.helloTotal) return undefined;
     // The record that completes the hello must end with it: a client's next handshake message would only
     // come after the server's flight (RFC 8446 §2), so bytes here are not a well-formed first flight.
-    if (hs.length > this.helloTotal || this.recordLeft > 0) return reject('tls.record.trailing-data', 'tls');
-    const fields = parseClientHelloBody(hs.view(HANDSHAKE_HEADER_BYTES, this.helloTotal), this.records);
+    if (this.hsLength > this.helloTotal || this.recordLeft > 0) return reject('tls.record.trailing-data', 'tls');
+    const body =
+      this.gathered === undefined
+        ? bytes.subarray(RECORD_HEADER_BYTES + HANDSHAKE_HEADER_BYTES, RECORD_HEADER_BYTES + this.helloTotal)
+        : this.gathered.view(HANDSHAKE_HEADER_BYTES, this.helloTotal);
+    const fields = parseClientHelloBody(body, this.records);
     if ('kind' in fields) return fields;
     return { kind: 'match', protocol: 'tls', fields, consumed: this.cursor };
   }
