@@ -45,7 +45,7 @@ function wireSignals(runtime: ProxyRuntime, logger: Logger, configFile: string |
       .shutdown()
       .then(onExit)
       .then(() => {
-        logger.info({ closes: runtime.stats.closes }, 'stopped');
+        logger.info({ closes: runtime.stats.closes, acceptErrors: runtime.stats.acceptErrors, affinity: runtime.affinityStats() }, 'stopped');
         process.exit(0);
       });
   };

@@ -5,10 +5,10 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
 import tls from 'node:tls';
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { generate } from 'selfsigned';
 import { startBackend, startProxy, startTap, sha256, listenServer, type Backend, type RunningProxy } from '../helpers/proxy-harness.js';
-import { testWithTools } from '../helpers/tools.js';
+import { hasTool, testWithTools } from '../helpers/tools.js';
 
 interface World {
   proxy: RunningProxy;
@@ -227,6 +227,14 @@ pools:
     const line = await proxy.logs.waitForClose();
     t.is(line['protocol'], 'h2c');
     t.is(line['reason'], 'done');
+    if (hasTool('curl')) {
+      const out = await new Promise<string>((resolve) =>
+        execFile('curl', ['-sS', '--http2-prior-knowledge', `http://127.0.0.1:${proxy.port()}/curl`], (err, stdout, stderr) => resolve(err === null ? stdout : stderr)),
+      );
+      t.is(out, 'h2c backend saw /curl');
+    } else if (process.env['CI'] === 'true') {
+      t.fail('curl missing under CI (apt-get install -y curl)');
+    }
   } finally {
     await proxy.stop();
     h2.close();
