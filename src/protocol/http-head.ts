@@ -14,7 +14,7 @@
 //
 // The probe is one byte-wise state machine with a cursor kept across calls (the stream is append-only), so
 // feeding a 64 KiB head one byte at a time costs 64 Ki steps, not 2 Gi.
-import { isIPv6 } from 'node:net';
+import { isIPv6 } from './ip-address.js';
 import { NEED_MORE, reject, type Match, type NeedMore, type Probe, type ProbeOptions, type Reject } from './verdict.js';
 
 export interface HttpFields {

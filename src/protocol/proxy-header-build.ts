@@ -2,7 +2,7 @@
 // The output always parses back with parseProxyHeader to the same addresses and TLVs (a property test holds
 // this). Addresses come from sockets, so they are IP text; dual-stack sockets report IPv4 peers as
 // IPv4-mapped IPv6 (::ffff:a.b.c.d), which we send as TCP4 when both ends are IPv4.
-import { isIPv4, isIPv6 } from 'node:net';
+import { isIPv4, isIPv6 } from './ip-address.js';
 import { TwinportError } from '../errors.js';
 import {
   PP2_TYPE_CRC32C,

@@ -17,7 +17,7 @@
 // every reject reason starts with `proxy.` and is final (the spec, §2.1: "Any sequence which does not exactly
 // match the protocol must be discarded and cause the receiver to abort the connection"). Before that, a
 // strict prefix of either signature is need-more and anything else is "not mine" (reason `not-proxy`).
-import { isIPv6 } from 'node:net';
+import { isIPv6 } from './ip-address.js';
 import { ByteReader, ParseStop, runParser } from './byte-reader.js';
 import { NEED_MORE, reject, type NeedMore, type ProbeOptions, type Reject } from './verdict.js';
 

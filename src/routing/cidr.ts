@@ -1,6 +1,6 @@
 // CIDR blocks for `source` rules and `proxy_protocol.trusted`. IPv4-mapped IPv6 client addresses
 // (::ffff:a.b.c.d, what a dual-stack listener reports) are compared as IPv4.
-import { isIPv4, isIPv6 } from 'node:net';
+import { isIPv4, isIPv6 } from '../protocol/ip-address.js';
 import type { Cidr } from '../config/types.js';
 
 export function ipToBytes(ip: string): Buffer | undefined {

@@ -1,7 +1,7 @@
 // SNI and Host patterns (design.md §3): exact (case-insensitive, trailing dot ignored), `*.example.com`
 // (exactly one label, as certificate wildcards, RFC 6125 §6.4.3), `~regex` (case-insensitive, unanchored
 // unless the author anchors it).
-import { isIP } from 'node:net';
+import { isIP } from '../protocol/ip-address.js';
 import type { NamePattern } from '../config/types.js';
 
 /**

@@ -12,7 +12,7 @@ test('src/routing imports only config types, errors and its own modules', (t) =>
     const src = readFileSync(new URL(f, dir), 'utf8');
     for (const m of src.matchAll(/\bfrom\s+'([^']+)'/g)) {
       const spec = m[1]!;
-      const ok = spec.startsWith('./') || spec === '../config/types.js' || spec === '../errors.js' || spec === 'node:net';
+      const ok = spec.startsWith('./') || spec === '../config/types.js' || spec === '../errors.js' || spec === '../protocol/ip-address.js';
       t.true(ok, `${f} imports ${spec}`);
     }
   }
