@@ -170,15 +170,3 @@ export class PoolAffinity {
     return `${this.config.affinityStore?.prefix ?? ''}${this.config.name}:${k.kind}:${k.hex}`;
   }
 }
-
-// PoolRuntime (listener-context.ts) has no affinity field yet: runtime.ts registers each pool's
-// PoolAffinity here when it builds the pools, and connection.ts looks it up only for `affinity: tls`.
-const registry = new WeakMap<PoolRuntime, PoolAffinity>();
-
-export function attachAffinity(pool: PoolRuntime, affinity: PoolAffinity): void {
-  registry.set(pool, affinity);
-}
-
-export function affinityOf(pool: PoolRuntime): PoolAffinity | undefined {
-  return registry.get(pool);
-}

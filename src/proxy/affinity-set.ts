@@ -4,7 +4,7 @@
 // servers simply become stale entries); anything else starts empty.
 import type { Logger } from 'pino';
 import type { PoolConfig } from '../config/types.js';
-import { attachAffinity, PoolAffinity, type AffinityStats } from './affinity-pool.js';
+import { PoolAffinity, type AffinityStats } from './affinity-pool.js';
 import { AffinityStore } from './affinity-store.js';
 import type { PoolRuntime } from './listener-context.js';
 
@@ -32,7 +32,7 @@ export class AffinitySet {
         affinity = new PoolAffinity(config, store);
         this.pools.set(config.name, affinity);
       }
-      attachAffinity(pool, affinity);
+      pool.affinity = affinity;
     }
     for (const name of this.pools.keys()) if (!names.has(name)) this.pools.delete(name);
     for (const [url, store] of this.stores) {

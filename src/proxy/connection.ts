@@ -9,7 +9,7 @@ import type { ProxyHeader } from '../protocol/proxy-header.js';
 import type { TlsFields } from '../protocol/tls-client-hello.js';
 import { anyCidrContains } from '../routing/cidr.js';
 import { matchRoute } from '../routing/route-match.js';
-import { affinityOf, type AffinityChoice, type PoolAffinity } from './affinity-pool.js';
+import type { AffinityChoice, PoolAffinity } from './affinity-pool.js';
 import { watchServerFlight } from './affinity-watcher.js';
 import { factsFromMatch, type PeekFacts } from './facts.js';
 import { PeekBuffer } from './peek-buffer.js';
@@ -236,7 +236,7 @@ export class Connection {
     this.pool = pool;
     this.stopPeeking();
     this.phase = 'connect';
-    const affinity = pool.config.affinity === 'tls' && this.tlsHello !== undefined ? affinityOf(pool) : undefined;
+    const affinity = pool.config.affinity === 'tls' && this.tlsHello !== undefined ? pool.affinity : undefined;
     if (affinity !== undefined) {
       // The learned server, if any, takes the first attempt; the lookup may wait for the shared store
       // (bounded by its timeout) while the client's later bytes wait in its paused socket.

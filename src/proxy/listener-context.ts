@@ -3,12 +3,15 @@
 import type { Logger } from 'pino';
 import type { ListenerConfig, PoolConfig } from '../config/types.js';
 import type { PoolState } from '../routing/pool-state.js';
+import type { PoolAffinity } from './affinity-pool.js';
 import type { Connection } from './connection.js';
 import type { CloseReason } from './reasons.js';
 
 export interface PoolRuntime {
   readonly config: PoolConfig;
   readonly state: PoolState;
+  /** Set by AffinitySet for `affinity: tls` pools before connections see the pool. */
+  affinity?: PoolAffinity;
 }
 
 export interface ListenerContext {
