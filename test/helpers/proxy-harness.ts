@@ -112,46 +112,15 @@ export async function startBackend(
   tag: string,
   onConnection?: (socket: Socket, rec: RecordedConnection) => void,
 ): Promise<Backend> {
-  const connections: RecordedConnection[] = [];
-  const waiting = new Map<number, (c: RecordedConnection) => void>();
-  const sockets = new Set<Socket>();
-  const server = net.createServer({ allowHalfOpen: true }, (socket) => {
-    sockets.add(socket);
-    let done!: () => void;
-    const rec: RecordedConnection = { received: [], ended: false, closed: new Promise((r) => (done = r)), socket };
-    socket.on('data', (c: Buffer) => rec.received.push(c));
-    socket.on('end', () => {
-      rec.ended = true;
-    });
-    socket.on('error', () => {});
-    socket.on('close', () => {
-      sockets.delete(socket);
-      done();
-    });
-    connections.push(rec);
-    waiting.get(connections.length)?.(rec);
-    if (onConnection !== undefined) onConnection(socket, rec);
-    else socket.on('end', () => socket.end(`${tag}\n`));
-    // Like a real server, close our side once the client has closed its own.
-    socket.on('end', () => {
-      if (!socket.writableEnded) socket.end();
-    });
-  });
-  const port = await listenServer(server);
-  return {
-    port,
-    address: `127.0.0.1:${port}`,
-    connections,
-    connection(n: number): Promise<RecordedConnection> {
-      const have = connections[n - 1];
-      if (have !== undefined) return Promise.resolve(have);
-      return new Promise((resolve) => waiting.set(n, resolve));
-    },
-    close: async () => {
-      for (const s of sockets) s.destroy();
-      await new Promise<void>((r) => server.close(() => r()));
-    },
-  };
+  return startBackendAt(tag, { host: '127.0.0.1' }, onConnection);
+}
+
+/** A loopback port that was free a moment ago (for configs and programs that must name a port up front). */
+export async function freePort(): Promise<number> {
+  const s = net.createServer();
+  const port = await listenServer(s);
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
 }
 
 /**

@@ -10,22 +10,15 @@ import test, { type ExecutionContext } from 'ava';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import net, { type AddressInfo, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import tls from 'node:tls';
 import { Redis } from 'ioredis';
 import { generate } from 'selfsigned';
-import { listenServer, startProxy, type RunningProxy } from '../helpers/proxy-harness.js';
+import { listenServer, startProxy, type RunningProxy, freePort } from '../helpers/proxy-harness.js';
 import { testWithTools } from '../helpers/tools.js';
 
 const PREFIX = 'twp-test:';
 
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 interface RedisServer {
   readonly port: number;

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runTwinport, spawnTwinport } from '../helpers/cli-process.js';
-import { startBackend } from '../helpers/proxy-harness.js';
+import { startBackend, freePort } from '../helpers/proxy-harness.js';
 import { testWithTools } from '../helpers/tools.js';
 
 const fixture = (name: string): string => fileURLToPath(new URL(`../../../test/fixtures/${name}`, import.meta.url));
@@ -113,13 +113,6 @@ function configTo(port: number, backend: string, extra = ''): string {
   return `listeners:\n  - name: main\n    bind: "127.0.0.1:${port}"\n    routes:\n      - match: { protocol: http }\n        to: web\n${extra}pools:\n  web:\n    servers: ["${backend}"]\n`;
 }
 
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 test('SIGHUP: a broken file keeps the running config; a good one switches routes for new connections', async (t) => {
   const a = await startBackend('backend-a');

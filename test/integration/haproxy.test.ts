@@ -11,16 +11,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { generate } from 'selfsigned';
-import { startProxy } from '../helpers/proxy-harness.js';
+import { startProxy, freePort } from '../helpers/proxy-harness.js';
 import { testWithTools } from '../helpers/tools.js';
 
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 function get(mod: typeof http | typeof https, port: number, host: string): Promise<{ status: number; body: string; localPort: number }> {
   return new Promise((resolve, reject) => {

@@ -20,7 +20,7 @@ import type { PoolRuntime } from '../../src/proxy/listener-context.js';
 import { PoolState } from '../../src/routing/pool-state.js';
 import pino from 'pino';
 import { spawnTwinport } from '../helpers/cli-process.js';
-import { LogSink, exchange, listenServer, startBackend, startProxy, type LogLine, type RunningProxy } from '../helpers/proxy-harness.js';
+import { LogSink, exchange, listenServer, startBackend, startProxy, type LogLine, type RunningProxy, freePort } from '../helpers/proxy-harness.js';
 import { testWithTools } from '../helpers/tools.js';
 
 const LISTENER = `
@@ -41,12 +41,6 @@ function healthConfig(over: Partial<HealthCheckConfig> & Pick<HealthCheckConfig,
 const isHealth = (server: string, to: 'up' | 'down') => (l: LogLine) => l.msg === 'health' && l.server === server && l.to === to;
 
 /** A port nothing listens on (for a refused connect): bound by the OS, then released. */
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  const port = await listenServer(s);
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 /** A server on a given port (0: any) that answers its tag to each connection and closes. */
 async function tagServer(tag: string, port = 0): Promise<{ port: number; server: Server; close(): Promise<void> }> {
