@@ -44,15 +44,30 @@ export function descendants(root: number): number[] {
   return out;
 }
 
-/** utime + stime (fields 14, 15) of the process and its live descendants, in seconds. */
-export function treeCpuSeconds(root: number): number {
-  let ticks = 0;
+export interface TreeUsage {
+  readonly userSec: number;
+  readonly sysSec: number;
+  /** Minor page faults (field 10): a malloc that keeps giving memory back to the kernel shows here. */
+  readonly minorFaults: number;
+}
+
+/** CPU split into user and kernel time, and minor faults, of the process tree (proc(5) fields 10, 14, 15). */
+export function treeUsage(root: number): TreeUsage {
+  let utime = 0;
+  let stime = 0;
+  let minflt = 0;
   for (const pid of [root, ...descendants(root)]) {
     const f = statFields(pid);
     if (f === undefined) continue;
-    ticks += Number(f[11]) + Number(f[12]);
+    minflt += Number(f[7]);
+    utime += Number(f[11]);
+    stime += Number(f[12]);
   }
-  return ticks / CLK_TCK;
+  return { userSec: utime / CLK_TCK, sysSec: stime / CLK_TCK, minorFaults: minflt };
+}
+
+export function usageDelta(a: TreeUsage, b: TreeUsage): TreeUsage {
+  return { userSec: b.userSec - a.userSec, sysSec: b.sysSec - a.sysSec, minorFaults: b.minorFaults - a.minorFaults };
 }
 
 /** VmRSS of the process and its descendants, in bytes. */

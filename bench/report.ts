@@ -26,6 +26,11 @@ export interface LoadRecord {
   readonly proxyCpuPercent?: number;
   /** The same CPU time divided by completed requests. */
   readonly proxyCpuUsPerReq?: number;
+  /** Its user-space and kernel parts (utime, stime), µs per request: what the proxy's own code costs vs its syscalls. */
+  readonly proxyUserUsPerReq?: number;
+  readonly proxySysUsPerReq?: number;
+  /** Minor page faults of the proxy per request (allocator churn shows here). */
+  readonly proxyFaultsPerReq?: number;
   readonly errors: number;
   readonly non2xx: number;
 }
@@ -116,6 +121,26 @@ function cpuSummary(report: RunReport): string {
   return rows.join('\n');
 }
 
+/** Rows: targets; cells: user / kernel CPU µs per request and minor faults per request (autocannon runs). */
+function cpuSplit(report: RunReport): string {
+  const loads = report.records.filter((r): r is LoadRecord => r.kind === 'load' && r.tool === 'autocannon');
+  const scenarios = LOAD_SCENARIOS.filter((s) => loads.some((r) => r.scenario === s.id));
+  const rows = [
+    `| target | ${scenarios.map((s) => s.id).join(' | ')} |`,
+    `|---|${scenarios.map(() => '---:').join('|')}|`,
+  ];
+  for (const target of report.targets) {
+    if (target === 'direct') continue;
+    const cells = scenarios.map((s) => {
+      const r = loads.find((x) => x.target === target && x.scenario === s.id);
+      if (r?.proxyUserUsPerReq === undefined) return '–';
+      return `${cell(r.proxyUserUsPerReq)} / ${cell(r.proxySysUsPerReq)} / ${cell(r.proxyFaultsPerReq)}`;
+    });
+    rows.push(`| ${target} | ${cells.join(' | ')} |`);
+  }
+  return rows.join('\n');
+}
+
 function idleTable(report: RunReport): string {
   const idle = report.records.filter((r): r is IdleRecord => r.kind === 'idle');
   const rows = [
@@ -161,6 +186,14 @@ export function renderReport(report: RunReport): string {
     );
     out.push('');
     out.push(cpuSummary(report));
+    out.push('');
+    out.push(
+      'The same CPU split into user space / kernel µs per request, and minor page faults per request ' +
+        '(autocannon runs). Kernel time is mostly the syscalls every proxy makes (accept, connect, read, write, ' +
+        'close); user time is the proxy\'s own code.',
+    );
+    out.push('');
+    out.push(cpuSplit(report));
     out.push('');
   }
   for (const s of LOAD_SCENARIOS) {

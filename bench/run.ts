@@ -9,6 +9,8 @@
 //   --parsers             only the parser micro-benchmark (bench/parsers.ts)
 //   --doc / --no-doc      write docs/benchmarks.md (default: only for a full, unfiltered, non-quick run)
 //   --node-backends       Node backends even when nginx is installed
+//   --baseline DIR        also run twinport from DIR (a built checkout) as target `twinport-base`:
+//                         before/after of a change in one run, e.g. `git worktree add /tmp/base HEAD~1`
 //
 // Every child is pinned with taskset: the proxy under test alone on the last CPU, the load generator
 // and the backends on the others. Every run is bounded in time; everything listens on 127.0.0.1.
@@ -22,12 +24,12 @@ import { HAVE_TASKSET, hasCommand, runToEnd, spawnChild, stopAll } from './child
 import type { LoadResult, LoadSpec } from './load-autocannon.js';
 import { describeMachine } from './machine.js';
 import { parserMarkdown, type ParserBenchReport } from './parsers.js';
-import { treeCpuSeconds, treeRssBytes, hardNofile } from './proc-stats.js';
+import { hardNofile, treeRssBytes, treeUsage, usageDelta } from './proc-stats.js';
 import { summariseProfile } from './profile-summary.js';
 import { renderReport, writeDoc, type BenchRecord, type IdleRecord, type LoadRecord, type RunReport } from './report.js';
 import { BENCH_SNI, checkRouting } from './route-check.js';
 import { idleConnectionsFor, LOAD_SCENARIOS, SCENARIO_GROUPS, type LoadScenario, type ScenarioGroup } from './scenarios.js';
-import { startTarget, TARGET_NAMES, unavailable, type RunningTarget, type TargetContext, type TargetName } from './targets.js';
+import { notByDefault, startTarget, TARGET_NAMES, unavailable, type RunningTarget, type TargetContext, type TargetName } from './targets.js';
 import { runWrk } from './wrk.js';
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
@@ -45,6 +47,7 @@ interface Options {
   readonly doc: boolean;
   readonly nodeBackends: boolean;
   readonly filtered: boolean;
+  readonly baselineDir: string | undefined;
 }
 
 function list<T extends string>(text: string | undefined, allowed: readonly T[], what: string): T[] | undefined {
@@ -70,6 +73,7 @@ function parseOptions(argv: string[]): Options {
       doc: { type: 'boolean' },
       'no-doc': { type: 'boolean', default: false },
       'node-backends': { type: 'boolean', default: false },
+      baseline: { type: 'string' },
     },
     strict: true,
   });
@@ -80,7 +84,7 @@ function parseOptions(argv: string[]): Options {
   const filtered = only !== undefined || groups !== undefined;
   return {
     quick: values.quick,
-    targets: only ?? TARGET_NAMES,
+    targets: only ?? TARGET_NAMES.filter((t) => notByDefault(t, values.baseline) === undefined),
     groups: groups ?? SCENARIO_GROUPS,
     durationSec: duration,
     wrk: !values['no-wrk'],
@@ -89,6 +93,7 @@ function parseOptions(argv: string[]): Options {
     doc: values['no-doc'] ? false : (values.doc ?? (!values.quick && !filtered && values.duration === undefined)),
     nodeBackends: values['node-backends'],
     filtered,
+    baselineDir: values.baseline,
   };
 }
 
@@ -101,19 +106,22 @@ function commandLine(argv: readonly string[]): string {
 interface Layout {
   readonly proxy: string | undefined;
   readonly load: string | undefined;
+  /** Multi-process targets (`--workers 2`) run on every CPU, sharing them with the load generator. */
+  readonly all: string | undefined;
   readonly text: string;
 }
 
 function cpuLayout(): Layout {
   const n = os.availableParallelism();
   if (!HAVE_TASKSET || n < 2) {
-    return { proxy: undefined, load: undefined, text: `not pinned (${HAVE_TASKSET ? 'one CPU' : 'no taskset'}): everything shares the CPUs.` };
+    return { proxy: undefined, load: undefined, all: undefined, text: `not pinned (${HAVE_TASKSET ? 'one CPU' : 'no taskset'}): everything shares the CPUs.` };
   }
   const proxy = String(n - 1);
   const load = n === 2 ? '0' : `0-${n - 2}`;
   return {
     proxy,
     load,
+    all: `0-${n - 1}`,
     text:
       `the proxy under test alone on CPU ${proxy}; the load generator (autocannon or wrk) and the backends on CPU ${load} ` +
       '(`taskset -c`). With few CPUs the load side saturates first, so req/s are similar across proxies: compare ' +
@@ -159,9 +167,10 @@ async function measure(
 ): Promise<LoadRecord> {
   const spec = loadSpec(t, s, opts.durationSec);
   const pid = t.child?.pid;
-  const cpuBefore = pid === undefined ? 0 : treeCpuSeconds(pid);
+  const usageBefore = pid === undefined ? undefined : treeUsage(pid);
   const r = tool === 'autocannon' ? await runAutocannon(spec, layout.load) : await runWrk(spec, layout.load);
-  const cpu = pid === undefined ? undefined : treeCpuSeconds(pid) - cpuBefore;
+  const usage = pid === undefined || usageBefore === undefined ? undefined : usageDelta(usageBefore, treeUsage(pid));
+  const cpu = usage === undefined ? undefined : usage.userSec + usage.sysSec;
   return {
     kind: 'load',
     target: t.name,
@@ -176,7 +185,12 @@ async function measure(
     latencyP99Ms: r.latencyP99Ms,
     ...(cpu !== undefined && {
       proxyCpuPercent: (100 * cpu) / r.durationSec,
-      ...(r.requests > 0 && { proxyCpuUsPerReq: (cpu * 1e6) / r.requests }),
+      ...(r.requests > 0 && {
+        proxyCpuUsPerReq: (cpu * 1e6) / r.requests,
+        proxyUserUsPerReq: (usage!.userSec * 1e6) / r.requests,
+        proxySysUsPerReq: (usage!.sysSec * 1e6) / r.requests,
+        proxyFaultsPerReq: usage!.minorFaults / r.requests,
+      }),
     }),
     errors: r.errors,
     non2xx: r.non2xx,
@@ -340,9 +354,11 @@ async function main(): Promise<void> {
       maxConnections: idleCount,
       nofile,
       nodeFlags: [],
+      allCpus: layout.all,
+      baselineDir: opts.baselineDir,
     };
     for (const name of opts.targets) {
-      const why = unavailable(name);
+      const why = unavailable(name) ?? notByDefault(name, opts.baselineDir);
       if (why !== undefined) {
         note(`skipped: ${why}.`, name);
         continue;

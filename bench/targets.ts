@@ -4,6 +4,9 @@
 //   haproxy       mode tcp, tcp-request inspect-delay, req.ssl_hello_type
 //   nginx-stream  ssl_preread; $ssl_preread_protocol is "" for anything that is not a TLS hello
 //   naive         bench/naive-proxy.ts: first byte + pipe() (the floor for a Node proxy)
+//   twinport-w2   twinport --workers 2 (cluster, round-robin scheduling); twinport-w2-none: SCHED_NONE.
+//                 Both run on every CPU: two workers pinned to one core would measure nothing.
+//   twinport-base twinport from another checkout (`--baseline DIR`, built): before/after in one run
 // Peers are used only when installed; otherwise the run says so.
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,7 +15,7 @@ import type { Backends } from './backends.js';
 import { NGINX_MODULES, startBackends } from './backends.js';
 import { freePort, hasCommand, spawnChild, waitForPort, type Child } from './children.js';
 
-export const TARGET_NAMES = ['direct', 'twinport', 'haproxy', 'nginx-stream', 'naive'] as const;
+export const TARGET_NAMES = ['direct', 'twinport', 'haproxy', 'nginx-stream', 'naive', 'twinport-w2', 'twinport-w2-none', 'twinport-base'] as const;
 export type TargetName = (typeof TARGET_NAMES)[number];
 
 export interface RunningTarget {
@@ -35,6 +38,10 @@ export interface TargetContext {
   readonly nofile: number;
   /** Extra node flags for twinport (e.g. --cpu-prof). */
   readonly nodeFlags: readonly string[];
+  /** Every CPU ("0-N"): where multi-process targets run. */
+  readonly allCpus: string | undefined;
+  /** A built twinport checkout to run as `twinport-base`. */
+  readonly baselineDir?: string | undefined;
 }
 
 /** Why a target cannot run here, or undefined when it can. */
@@ -50,6 +57,12 @@ export function unavailable(name: TargetName): string | undefined {
     default:
       return undefined;
   }
+}
+
+/** Why a target is not part of this run unless asked for by name, or undefined when it is. */
+export function notByDefault(name: TargetName, baselineDir: string | undefined): string | undefined {
+  if (name === 'twinport-base' && baselineDir === undefined) return 'needs --baseline DIR';
+  return undefined;
 }
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
@@ -128,6 +141,13 @@ stream {
 `;
 }
 
+/** How a checkout starts twinport: its `bin` launcher when it has one, else node on the compiled CLI. */
+function twinportCommand(root: string, nodeFlags: readonly string[], args: readonly string[]): [string, string[]] {
+  const launcher = join(root, 'bin', 'twinport');
+  if (nodeFlags.length === 0 && existsSync(launcher)) return [launcher, [...args]];
+  return [process.execPath, [...nodeFlags, join(root, 'dist', 'src', 'cli', 'main.js'), ...args]];
+}
+
 async function spawnProxy(name: TargetName, ctx: TargetContext, port: number, cmd: string, args: string[]): Promise<RunningTarget> {
   const child = spawnChild(name, cmd, args, { cpus: ctx.cpus });
   await waitForPort(port, child);
@@ -144,11 +164,18 @@ export async function startTarget(name: TargetName, ctx: TargetContext): Promise
   }
   const port = await freePort();
   switch (name) {
-    case 'twinport': {
-      const file = join(ctx.dir, 'twinport.yaml');
+    case 'twinport':
+    case 'twinport-w2':
+    case 'twinport-w2-none':
+    case 'twinport-base': {
+      const file = join(ctx.dir, `${name}.yaml`);
       writeFileSync(file, twinportYaml(port, b));
-      const main = join(repoRoot, 'dist', 'src', 'cli', 'main.js');
-      return spawnProxy(name, ctx, port, process.execPath, [...ctx.nodeFlags, main, '--config', file, '--log-level', 'warn']);
+      const root = name === 'twinport-base' ? ctx.baselineDir! : repoRoot;
+      const args = ['--config', file, '--log-level', 'warn'];
+      if (name === 'twinport-w2') args.push('--workers', '2', '--scheduling', 'rr');
+      if (name === 'twinport-w2-none') args.push('--workers', '2', '--scheduling', 'none');
+      const multi = name === 'twinport-w2' || name === 'twinport-w2-none';
+      return spawnProxy(name, multi ? { ...ctx, cpus: ctx.allCpus } : ctx, port, ...twinportCommand(root, ctx.nodeFlags, args));
     }
     case 'haproxy': {
       const file = join(ctx.dir, 'haproxy.cfg');
