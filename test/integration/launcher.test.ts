@@ -1,0 +1,61 @@
+// bin/twinport, the installed command: it sets glibc's malloc tuning (only the environment can) and execs
+// node, so the process that runs is node itself, with those variables, and a caller's own values win.
+import test from 'ava';
+import { spawn } from 'node:child_process';
+import { readFileSync, readlinkSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+const LAUNCHER = fileURLToPath(new URL('../../../bin/twinport', import.meta.url));
+
+interface Seen {
+  readonly exe: string;
+  readonly env: Map<string, string>;
+  readonly stdout: string;
+  readonly code: number | null;
+}
+
+/** Runs `twinport inspect -`, which waits for stdin: while it waits, /proc shows what was exec'd. */
+async function runInspect(env: NodeJS.ProcessEnv): Promise<Seen> {
+  const child = spawn(LAUNCHER, ['inspect', '-'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+  let stdout = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  // exec happens at once, but node must be the image before /proc is read: wait for its first stdin read.
+  await new Promise((r) => setTimeout(r, 300));
+  const pid = child.pid!;
+  const exe = readlinkSync(`/proc/${pid}/exe`);
+  const envEntries = readFileSync(`/proc/${pid}/environ`, 'utf8')
+    .split('\0')
+    .filter((e) => e.includes('='))
+    .map((e): [string, string] => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]);
+  child.stdin.end('GET / HTTP/1.1\r\nHost: a.example\r\n\r\n');
+  const code = await exited;
+  return { exe, env: new Map(envEntries), stdout, code };
+}
+
+function baseEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  delete env['MALLOC_TRIM_THRESHOLD_'];
+  delete env['MALLOC_TOP_PAD_'];
+  delete env['TWINPORT_MALLOC_TUNING'];
+  return env;
+}
+
+test('the launcher execs node (same pid) with the malloc tuning set', async (t) => {
+  const seen = await runInspect(baseEnv());
+  t.regex(seen.exe, /\/node[^/]*$/, 'the pid we spawned is node itself, not a shell waiting on it');
+  t.is(seen.env.get('MALLOC_TRIM_THRESHOLD_'), '67108864');
+  t.is(seen.env.get('MALLOC_TOP_PAD_'), '16777216');
+  t.is(seen.code, 0);
+  t.is((JSON.parse(seen.stdout) as { protocol: string }).protocol, 'http', 'and it is twinport that ran');
+});
+
+test("the caller's values win, and TWINPORT_MALLOC_TUNING=0 leaves glibc's defaults", async (t) => {
+  const own = await runInspect({ ...baseEnv(), MALLOC_TRIM_THRESHOLD_: '1048576' });
+  t.is(own.env.get('MALLOC_TRIM_THRESHOLD_'), '1048576');
+  t.is(own.env.get('MALLOC_TOP_PAD_'), '16777216');
+  const off = await runInspect({ ...baseEnv(), TWINPORT_MALLOC_TUNING: '0' });
+  t.false(off.env.has('MALLOC_TRIM_THRESHOLD_'));
+  t.false(off.env.has('MALLOC_TOP_PAD_'));
+  t.is(off.code, 0);
+});
