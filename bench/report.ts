@@ -3,6 +3,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import type { Machine } from './machine.js';
 import { parserMarkdown, type ParserBenchReport } from './parsers.js';
+import { poolsMarkdown, type PoolBenchReport } from './pools-report.js';
 import { profileMarkdown, type ProfileEntry } from './profile-summary.js';
 import { LOAD_SCENARIOS, type LoadScenario } from './scenarios.js';
 import { fmt } from './stats.js';
@@ -53,7 +54,13 @@ export interface NoteRecord {
   readonly text: string;
 }
 
-export type BenchRecord = LoadRecord | IdleRecord | NoteRecord;
+/** P1 (bench/pools.ts): the whole pool-policy and affinity report, as one record. */
+export interface PoolsRecord {
+  readonly kind: 'pools';
+  readonly report: PoolBenchReport;
+}
+
+export type BenchRecord = LoadRecord | IdleRecord | NoteRecord | PoolsRecord;
 
 export interface RunReport {
   readonly command: string;
@@ -212,6 +219,10 @@ export function renderReport(report: RunReport): string {
     );
     out.push('');
     out.push(idleTable(report));
+    out.push('');
+  }
+  for (const p of report.records.filter((r): r is PoolsRecord => r.kind === 'pools')) {
+    out.push(poolsMarkdown(p.report));
     out.push('');
   }
   if (report.parsers !== undefined) {

@@ -2,7 +2,8 @@
 //
 //   --quick               1 s per cell, M1 with 1 000 connections, quick parser bench: a smoke run
 //   --only a,b            targets: direct, twinport, haproxy, nginx-stream, naive
-//   --scenarios S1,S3     scenarios: S1 S2 S3 S4 S5 M1 (S5 = bulk over HTTP and over TLS)
+//   --scenarios S1,S3     scenarios: S1 S2 S3 S4 S5 M1 P1 (S5 = bulk over HTTP and over TLS; P1 = twinport's
+//                         pool policies and TLS affinity, bench/pools.ts)
 //   --duration N          seconds per measured cell (default 5; quick 1)
 //   --no-wrk              autocannon only
 //   --profile             afterwards, profile twinport (`node --cpu-prof`) under each selected load scenario
@@ -25,6 +26,7 @@ import type { LoadResult, LoadSpec } from './load-autocannon.js';
 import { describeMachine } from './machine.js';
 import { parserMarkdown, type ParserBenchReport } from './parsers.js';
 import { hardNofile, treeRssBytes, treeUsage, usageDelta } from './proc-stats.js';
+import { runPoolsChild } from './pools.js';
 import { summariseProfile } from './profile-summary.js';
 import { renderReport, writeDoc, type BenchRecord, type IdleRecord, type LoadRecord, type RunReport } from './report.js';
 import { BENCH_SNI, checkRouting } from './route-check.js';
@@ -413,6 +415,29 @@ async function main(): Promise<void> {
         }
       }
     }
+
+    // ── P1: pool policies and TLS affinity (bench/pools.ts, issue 5) ────────────────────────────────
+    if (opts.groups.includes('P1')) {
+      if (!opts.targets.includes('twinport')) {
+        note('P1 skipped: it measures twinport only (include twinport in --only).');
+      } else {
+        try {
+          const report = await runPoolsChild({
+            quick: opts.quick,
+            durationSec: opts.durationSec,
+            wrk,
+            nodeBackends: opts.nodeBackends,
+            proxyCpus: layout.proxy,
+            loadCpus: layout.load,
+            dir: join(workDir, 'pools'),
+          });
+          records.push({ kind: 'pools', report });
+        } catch (e) {
+          note(`P1 failed: ${(e as Error).message}`);
+        }
+      }
+    }
+    // ── end P1 ──────────────────────────────────────────────────────────────────────────────────────
 
     if (!opts.filtered || opts.doc) parsers = await runParsersChild(opts.quick, layout.proxy);
 

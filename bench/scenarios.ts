@@ -23,7 +23,8 @@ export const LOAD_SCENARIOS: readonly LoadScenario[] = [
   { id: 'S5-tls', group: 'S5', title: 'bulk 1 MiB responses over TLS', tls: true, path: '/1m', reconnect: false, connections: 8, bulk: true },
 ];
 
-export const SCENARIO_GROUPS = ['S1', 'S2', 'S3', 'S4', 'S5', 'M1'] as const;
+// P1: twinport's pool policies and TLS affinity (bench/pools.ts, issue 5); twinport only.
+export const SCENARIO_GROUPS = ['S1', 'S2', 'S3', 'S4', 'S5', 'M1', 'P1'] as const;
 export type ScenarioGroup = (typeof SCENARIO_GROUPS)[number];
 
 /** M1: connections held open at once, at most. Each spliced connection costs the proxy two descriptors. */
