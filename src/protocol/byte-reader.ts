@@ -4,6 +4,10 @@
 //    may still arrive → need more.
 // Failures are raised as ParseStop and turned into a Verdict at the parser boundary (`runParser`), so a
 // parser reads straight-line like the RFC's structs and every read is length-checked.
+//
+// Nested vectors can be read two ways: `sub`/`vec*` hand out a child reader (simple, one object per
+// vector), or `enter*`/`leave` narrow this reader's limit and restore it (no object: the ClientHello walk
+// runs once per connection and its dozens of vectors made it GC-bound).
 
 export class ParseStop {
   /** `reason` undefined means "need more bytes". */
@@ -18,7 +22,7 @@ export class ByteReader {
   constructor(
     private readonly buf: Buffer,
     start = 0,
-    private readonly limit = buf.length,
+    private limit = buf.length,
     private readonly available = buf.length,
   ) {
     this.pos = start;
@@ -102,6 +106,53 @@ export class ByteReader {
   /** Everything up to the limit (must all be available). */
   rest(reason: string): Buffer {
     return this.bytes(this.limit - this.pos, reason);
+  }
+
+  /** Moves past n bytes and returns where they start: the caller reads buf[at, at + n) itself. */
+  take(n: number, reason: string): number {
+    return this.need(n, reason);
+  }
+
+  /**
+   * Narrows the limit to the next n bytes (a vector's contents) and returns the enclosing limit, to be
+   * handed back to `leave`.
+   */
+  enter(n: number, reason: string): number {
+    const end = this.pos + n;
+    if (end > this.limit) throw new ParseStop(reason);
+    const outer = this.limit;
+    this.limit = end;
+    return outer;
+  }
+
+  /** `enter` for a vector with a 2-byte length prefix. */
+  enter16(reason: string): number {
+    return this.enter(this.u16(reason), reason);
+  }
+
+  /** Moves to the end of the entered vector (whatever was left unread) and restores the enclosing limit. */
+  leave(outer: number): void {
+    // Skipping is reading: bytes that have not arrived yet cannot be skipped.
+    if (this.limit > this.available) throw NEED_MORE_STOP;
+    this.pos = this.limit;
+    this.limit = outer;
+  }
+
+  /**
+   * Reads the 1-byte length of a vector that must fill the rest of the current one exactly (too long or
+   * too short rejects with `reason`), and returns it. The limit stays: it already ends the vector.
+   */
+  wholeVec8(reason: string): number {
+    const n = this.u8(reason);
+    if (n !== this.limit - this.pos) throw new ParseStop(reason);
+    return n;
+  }
+
+  /** `wholeVec8` with a 2-byte length. */
+  wholeVec16(reason: string): number {
+    const n = this.u16(reason);
+    if (n !== this.limit - this.pos) throw new ParseStop(reason);
+    return n;
   }
 
   /** Rejects when anything is left inside the enclosing length (a length that claims too much). */

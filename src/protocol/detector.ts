@@ -45,13 +45,22 @@ export const UNRECOGNISED = 'detect.unrecognised';
 
 type Settled = ProtocolMatch | Reject;
 
-interface Slot {
-  readonly probe: Probe<ProtocolMatch>;
-  settled?: Settled;
-}
+const NOT_FINAL: ProbeOptions = Object.freeze({ final: false });
+const FINAL: ProbeOptions = Object.freeze({ final: true });
+
+/** Table size: TLS, HTTP/1, h2c, then the others. */
+const PROBE_COUNT = 3 + createOtherProbes().length;
+/** Index of the first probe after PROXY in the table. */
+const AFTER_PROXY = 3;
 
 export class Detector {
-  private readonly slots: Slot[];
+  /**
+   * The table's probes created so far, in order. A probe is created when the table first reaches it: a
+   * ClientHello that arrives in one read settles on the first, and its connection never creates the rest.
+   */
+  private readonly probes: Probe<ProtocolMatch>[] = [];
+  /** A probe's answer once it is a match or a reject (index as in `probes`). */
+  private readonly settled: (Settled | undefined)[] = [];
   private readonly proxyEnabled: boolean;
   private proxySettled?: { kind: 'match'; header: ProxyHeader; consumed: number; inner: Detector } | Reject;
   private readonly options: DetectorOptions;
@@ -59,35 +68,54 @@ export class Detector {
   constructor(options: DetectorOptions = {}) {
     this.options = options;
     this.proxyEnabled = options.proxyHeader ?? true;
-    const tls = createTlsProbe(options.maxHelloBytes === undefined ? {} : { maxHelloBytes: options.maxHelloBytes });
-    const http = createHttpProbe(options.maxHeadBytes === undefined ? {} : { maxHeadBytes: options.maxHeadBytes });
-    const probes: Probe<ProtocolMatch>[] = [tls, http, createH2cProbe(), ...createOtherProbes()];
-    this.slots = probes.map((probe) => ({ probe }));
+  }
+
+  /** Probe i of the table, created on first use. */
+  private probeAt(i: number): Probe<ProtocolMatch> {
+    const o = this.options;
+    while (this.probes.length <= i) {
+      switch (this.probes.length) {
+        case 0:
+          this.probes.push(createTlsProbe(o.maxHelloBytes === undefined ? {} : { maxHelloBytes: o.maxHelloBytes }));
+          break;
+        case 1:
+          this.probes.push(createHttpProbe(o.maxHeadBytes === undefined ? {} : { maxHeadBytes: o.maxHeadBytes }));
+          break;
+        case 2:
+          this.probes.push(createH2cProbe());
+          break;
+        default:
+          this.probes.push(...createOtherProbes());
+      }
+    }
+    return this.probes[i]!;
   }
 
   detect(bytes: Buffer, opts: ProbeOptions): Detection {
     // Probes before PROXY in the table: TLS, HTTP/1, h2c.
     let anyNeedMore = false;
-    const pending: Slot[] = [];
-    for (let i = 0; i < this.slots.length; i++) {
-      if (i === 3 && this.proxyEnabled) {
+    /** Bit i: probe i answered need-more on this call. */
+    let pending = 0;
+    for (let i = 0; i < PROBE_COUNT; i++) {
+      if (i === AFTER_PROXY && this.proxyEnabled) {
         const p = this.detectProxy(bytes, opts);
         if (p !== undefined) return p;
         if (this.proxySettled === undefined) anyNeedMore = true;
       }
-      const slot = this.slots[i]!;
-      if (slot.settled === undefined) {
+      let settled = this.settled[i];
+      if (settled === undefined) {
         // Ask without `final` first: a probe that still needs more at the end makes the input
         // "incomplete" rather than unrecognised; then ask it again with `final` for its own reason.
-        const v = slot.probe.probe(bytes, { final: false });
+        const v = this.probeAt(i).probe(bytes, NOT_FINAL);
         if (v.kind === 'need-more') {
           anyNeedMore = true;
-          pending.push(slot);
+          pending |= 1 << i;
           continue;
         }
-        slot.settled = v;
+        settled = v;
+        this.settled[i] = v;
       }
-      if (slot.settled.kind === 'match') return slot.settled;
+      if (settled.kind === 'match') return settled;
     }
     if (!opts.final && anyNeedMore) return NEED_MORE;
     return this.finalReject(bytes, pending);
@@ -121,22 +149,23 @@ export class Detector {
     }
   }
 
-  private finalReject(bytes: Buffer, pending: readonly Slot[]): DetectReject {
+  private finalReject(bytes: Buffer, pending: number): DetectReject {
     const reasons: string[] = [];
     let claimed: Reject | undefined;
     let truncated: Reject | undefined;
-    for (const slot of this.slots) {
-      let v = slot.settled;
+    for (let i = 0; i < PROBE_COUNT; i++) {
+      let v = this.settled[i];
       if (v === undefined) {
-        const f = slot.probe.probe(bytes, { final: true });
+        const probe = this.probeAt(i);
+        const f = probe.probe(bytes, FINAL);
         // A probe that breaks the contract and still needs more is treated as truncated input.
-        v = f.kind === 'need-more' ? { kind: 'reject', reason: `${slot.probe.name}.truncated` } : f;
-        slot.settled = v;
+        v = f.kind === 'need-more' ? { kind: 'reject', reason: `${probe.name}.truncated` } : f;
+        this.settled[i] = v;
       }
       if (v.kind !== 'reject') continue; // cannot happen: a match returned earlier
       reasons.push(v.reason);
       if (claimed === undefined && v.protocol !== undefined) claimed = v;
-      if (truncated === undefined && pending.includes(slot)) truncated = v;
+      if (truncated === undefined && (pending & (1 << i)) !== 0) truncated = v;
     }
     const proxyIncomplete = this.proxyEnabled && this.proxySettled === undefined && bytes.length > 0;
     const incomplete = truncated !== undefined || proxyIncomplete;
