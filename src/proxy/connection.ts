@@ -68,6 +68,8 @@ export class Connection {
   /** The ClientHello, kept for `affinity: tls` pools only (docs/affinity.md). */
   private tlsHello: TlsFields | undefined;
   private affinity: { readonly pool: PoolAffinity; readonly choice: AffinityChoice } | undefined;
+  private closeReason: CloseReason | undefined;
+  private closeDetail: string | undefined;
 
   constructor(
     private readonly client: Socket,
@@ -90,7 +92,6 @@ export class Connection {
 
   start(): void {
     const c = this.client;
-    c.setNoDelay(true);
     c.on('data', this.onPeekData);
     c.on('end', this.onPeekEnd);
     c.on('error', this.onClientError);
@@ -327,7 +328,6 @@ export class Connection {
     this.phase = 'splice';
     const pool = this.pool!;
     pool.state.onConnect(this.serverIndex!);
-    server.setNoDelay(true);
     server.on('error', this.onServerError);
     server.on('close', this.onServerClose);
     const affinity = this.affinity;
@@ -350,13 +350,46 @@ export class Connection {
     const peeked = this.peek.view().subarray(this.proxyInLength);
     if (peeked.length > 0) server.write(peeked);
 
-    // pipe() gives backpressure (pause on a full write buffer, resume on drain) and propagates FIN
-    // (`end`) in each direction separately; allowHalfOpen on both sockets keeps the other half open.
-    this.client.pipe(server);
-    server.pipe(this.client);
+    // Each direction: write what arrives, pause the reader while the writer's buffer is full, resume on
+    // 'drain', pass FIN on (`end`) separately; allowHalfOpen on both sockets keeps the other half open.
+    // The same as pipe() does, minus the dozen listeners and bookkeeping pipe() sets up per connection.
+    const client = this.client;
+    client.on('data', this.onClientData);
+    client.on('end', this.onClientEnd);
+    client.on('drain', this.onClientDrain);
+    server.on('data', this.onServerData);
+    server.on('end', this.onServerEnd);
+    server.on('drain', this.onServerDrain);
+    // A client that sent its request and FIN at once has had its 'end' already, during the peek.
+    if (client.readableEnded) server.end();
+    else client.resume(); // paused since the peek ended; a new 'data' listener does not undo an explicit pause()
     this.lastActivity = this.activity();
     this.armIdleTimer(this.listener.timeouts.idle);
   }
+
+  private readonly onClientData = (chunk: Buffer): void => {
+    if (!this.upstream!.write(chunk)) this.client.pause();
+  };
+
+  private readonly onServerData = (chunk: Buffer): void => {
+    if (!this.client.write(chunk)) this.upstream!.pause();
+  };
+
+  private readonly onServerDrain = (): void => {
+    this.client.resume();
+  };
+
+  private readonly onClientDrain = (): void => {
+    this.upstream!.resume();
+  };
+
+  private readonly onClientEnd = (): void => {
+    this.upstream!.end();
+  };
+
+  private readonly onServerEnd = (): void => {
+    this.client.end();
+  };
 
   /** The address the client connected to (or, behind a trusted PROXY header, the one it names). */
   private localEnd(): { localIp: string; localPort: number } {
@@ -439,10 +472,15 @@ export class Connection {
     if (!this.client.destroyed) this.client.destroy();
     if (this.upstream !== undefined && !this.upstream.destroyed) this.upstream.destroy();
     if (wasSplicing) this.pool!.state.onDisconnect(this.serverIndex!);
-    this.ctx.onClose(this, reason, this.logFields(reason, detail ?? (reason === this.reason ? this.detail : undefined)));
+    this.closeReason = reason;
+    this.closeDetail = detail ?? (reason === this.reason ? this.detail : undefined);
+    this.ctx.onClose(this, reason);
   }
 
-  private logFields(reason: CloseReason, detail: string | undefined): Record<string, unknown> {
+  /** The close line (design.md §4), built only when it is going to be logged. */
+  closeLogFields(): Record<string, unknown> {
+    const reason = this.closeReason;
+    const detail = this.closeDetail;
     const f = this.facts;
     const out: Record<string, unknown> = {
       conn: this.id,

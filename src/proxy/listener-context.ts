@@ -23,7 +23,8 @@ export interface ListenerContext {
   /** Log peeked bytes in hex at debug level (explicit opt-in: design.md §4). */
   readonly rawBytes: boolean;
   nextConnectionId(): number;
-  onClose(conn: Connection, reason: CloseReason, fields: Record<string, unknown>): void;
+  /** Called once per connection; `conn.closeLogFields()` gives the close line. */
+  onClose(conn: Connection, reason: CloseReason): void;
   onServerFailure(pool: PoolRuntime, index: number, why: string): void;
   onServerSuccess(pool: PoolRuntime, index: number): void;
 }

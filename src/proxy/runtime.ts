@@ -149,7 +149,7 @@ export class ProxyRuntime {
       logger,
       rawBytes: this.config.log.rawBytes,
       nextConnectionId: () => this.nextId++,
-      onClose: (conn, reason, fields) => this.onClose(conn, reason, fields),
+      onClose: (conn, reason) => this.onClose(conn, reason),
       onServerFailure: (pool, index, why) => {
         logger.debug({ pool: pool.config.name, server: pool.config.servers[index]?.address.text, why }, 'connect failed');
         this.health.onConnectFailure(pool, index, why);
@@ -228,12 +228,13 @@ export class ProxyRuntime {
     closeSync(fd);
   }
 
-  private onClose(conn: Connection, reason: CloseReason, fields: Record<string, unknown>): void {
+  private onClose(conn: Connection, reason: CloseReason): void {
     this.connections.delete(conn);
     const owner = conn.owner as ListenerHandle | undefined;
     if (owner !== undefined) owner.active--;
     this.stats.closes[reason]++;
-    this.logger.info(fields, 'close');
+    // Below `info` the line is not written: do not build it either (a dozen fields per connection).
+    if (this.logger.isLevelEnabled('info')) this.logger.info(conn.closeLogFields(), 'close');
     if (this.stopping && this.connections.size === 0) this.onDrained?.();
   }
 }
