@@ -32,6 +32,9 @@ export interface LoadRecord {
   readonly proxySysUsPerReq?: number;
   /** Minor page faults of the proxy per request (allocator churn shows here). */
   readonly proxyFaultsPerReq?: number;
+  /** With `--rounds N`: how many rounds this cell is the median of, and their CPU µs/req range. */
+  readonly rounds?: number;
+  readonly proxyCpuUsPerReqRange?: readonly [number, number];
   readonly errors: number;
   readonly non2xx: number;
 }
@@ -107,6 +110,13 @@ function loadTable(report: RunReport, s: LoadScenario): string {
   return rows.join('\n');
 }
 
+/** CPU µs/req, with the range over rounds when there were several. */
+function cpuCell(r: LoadRecord | undefined): string {
+  if (r === undefined) return '–';
+  const range = r.proxyCpuUsPerReqRange;
+  return range === undefined ? cell(r.proxyCpuUsPerReq) : `${cell(r.proxyCpuUsPerReq)} (${cell(range[0])}–${cell(range[1])})`;
+}
+
 /** Rows: targets; columns: scenarios; cells: proxy CPU µs per request (autocannon / wrk). */
 function cpuSummary(report: RunReport): string {
   const loads = report.records.filter((r): r is LoadRecord => r.kind === 'load');
@@ -121,7 +131,7 @@ function cpuSummary(report: RunReport): string {
       const ac = loads.find((r) => r.target === target && r.scenario === s.id && r.tool === 'autocannon');
       const wrk = loads.find((r) => r.target === target && r.scenario === s.id && r.tool === 'wrk');
       if (ac === undefined && wrk === undefined) return '–';
-      return `${cell(ac?.proxyCpuUsPerReq)} / ${cell(wrk?.proxyCpuUsPerReq)}`;
+      return `${cpuCell(ac)} / ${cpuCell(wrk)}`;
     });
     rows.push(`| ${target} | ${cells.join(' | ')} |`);
   }

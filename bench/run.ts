@@ -10,6 +10,7 @@
 //   --parsers             only the parser micro-benchmark (bench/parsers.ts)
 //   --doc / --no-doc      write docs/benchmarks.md (default: only for a full, unfiltered, non-quick run)
 //   --node-backends       Node backends even when nginx is installed
+//   --rounds N            measure every load cell N times, targets interleaved; report the median round
 //   --baseline DIR        also run twinport from DIR (a built checkout) as target `twinport-base`:
 //                         before/after of a change in one run, e.g. `git worktree add /tmp/base HEAD~1`
 //
@@ -50,6 +51,7 @@ interface Options {
   readonly nodeBackends: boolean;
   readonly filtered: boolean;
   readonly baselineDir: string | undefined;
+  readonly rounds: number;
 }
 
 function list<T extends string>(text: string | undefined, allowed: readonly T[], what: string): T[] | undefined {
@@ -76,6 +78,7 @@ function parseOptions(argv: string[]): Options {
       'no-doc': { type: 'boolean', default: false },
       'node-backends': { type: 'boolean', default: false },
       baseline: { type: 'string' },
+      rounds: { type: 'string' },
     },
     strict: true,
   });
@@ -84,6 +87,8 @@ function parseOptions(argv: string[]): Options {
   const duration = values.duration === undefined ? (values.quick ? 1 : 5) : Number(values.duration);
   if (!Number.isInteger(duration) || duration < 1 || duration > 30) throw new Error('--duration: whole seconds, 1 to 30');
   const filtered = only !== undefined || groups !== undefined;
+  const rounds = values.rounds === undefined ? 1 : Number(values.rounds);
+  if (!Number.isInteger(rounds) || rounds < 1 || rounds > 9) throw new Error('--rounds: 1 to 9');
   return {
     quick: values.quick,
     targets: only ?? TARGET_NAMES.filter((t) => notByDefault(t, values.baseline) === undefined),
@@ -96,6 +101,7 @@ function parseOptions(argv: string[]): Options {
     nodeBackends: values['node-backends'],
     filtered,
     baselineDir: values.baseline,
+    rounds,
   };
 }
 
@@ -196,6 +202,19 @@ async function measure(
     }),
     errors: r.errors,
     non2xx: r.non2xx,
+  };
+}
+
+/** The round with the median CPU per request, carrying the spread of all rounds. */
+function medianRound(list: readonly LoadRecord[]): LoadRecord {
+  const sorted = [...list].sort((a, b) => (a.proxyCpuUsPerReq ?? a.reqPerSec) - (b.proxyCpuUsPerReq ?? b.reqPerSec));
+  const mid = sorted[Math.floor((sorted.length - 1) / 2)]!;
+  if (list.length === 1) return mid;
+  const cpus = list.map((r) => r.proxyCpuUsPerReq).filter((x): x is number => x !== undefined);
+  return {
+    ...mid,
+    rounds: list.length,
+    ...(cpus.length > 0 && { proxyCpuUsPerReqRange: [Math.min(...cpus), Math.max(...cpus)] as const }),
   };
 }
 
@@ -382,21 +401,29 @@ async function main(): Promise<void> {
 
     const warmupSec = opts.quick ? 0 : 1;
     for (const s of LOAD_SCENARIOS.filter((x) => opts.groups.includes(x.group))) {
-      for (const t of running) {
-        try {
-          if (warmupSec > 0) await runAutocannon(loadSpec(t, s, warmupSec), layout.load);
-          const tools = wrk ? (['autocannon', 'wrk'] as const) : (['autocannon'] as const);
-          for (const tool of tools) {
-            const r = await measure(t, s, tool, opts, layout);
-            records.push(r);
-            const rate = s.bulk ? `${r.mbPerSec.toFixed(0)} MB/s` : `${r.reqPerSec.toFixed(0)} req/s`;
-            const cpu = r.proxyCpuUsPerReq === undefined ? '' : `, proxy ${r.proxyCpuUsPerReq.toFixed(1)} µs/req`;
-            log(`${s.id} ${t.name} ${tool}: ${rate}${cpu}, errors ${r.errors + r.non2xx}`);
+      // Rounds interleave the targets (A B A B …) so that a change in the machine's load hits all of
+      // them alike; each cell reports the round with the median CPU per request.
+      const rounds = new Map<string, LoadRecord[]>();
+      for (let round = 1; round <= opts.rounds; round++) {
+        for (const t of running) {
+          try {
+            if (warmupSec > 0 && round === 1) await runAutocannon(loadSpec(t, s, warmupSec), layout.load);
+            const tools = wrk ? (['autocannon', 'wrk'] as const) : (['autocannon'] as const);
+            for (const tool of tools) {
+              const r = await measure(t, s, tool, opts, layout);
+              const key = `${t.name} ${tool}`;
+              rounds.set(key, [...(rounds.get(key) ?? []), r]);
+              const rate = s.bulk ? `${r.mbPerSec.toFixed(0)} MB/s` : `${r.reqPerSec.toFixed(0)} req/s`;
+              const cpu = r.proxyCpuUsPerReq === undefined ? '' : `, proxy ${r.proxyCpuUsPerReq.toFixed(1)} µs/req`;
+              const of = opts.rounds > 1 ? ` (round ${round}/${opts.rounds})` : '';
+              log(`${s.id} ${t.name} ${tool}: ${rate}${cpu}, errors ${r.errors + r.non2xx}${of}`);
+            }
+          } catch (e) {
+            note(`${s.id} failed: ${(e as Error).message}`, t.name);
           }
-        } catch (e) {
-          note(`${s.id} failed: ${(e as Error).message}`, t.name);
         }
       }
+      for (const list of rounds.values()) records.push(medianRound(list));
     }
     addRatios(records);
 
