@@ -11,6 +11,7 @@ import { anyCidrContains } from '../routing/cidr.js';
 import { matchRoute } from '../routing/route-match.js';
 import type { AffinityChoice, PoolAffinity } from './affinity-pool.js';
 import { watchServerFlight } from './affinity-watcher.js';
+import { ChunkPool } from './chunk-pool.js';
 import { factsFromMatch, type PeekFacts } from './facts.js';
 import { PeekBuffer } from './peek-buffer.js';
 import { buildServerProxyHeader } from './proxy-header-out.js';
@@ -37,6 +38,14 @@ export function formatAddress(ip: string | undefined, port: number | undefined):
   const shown = host.includes(':') ? `[${host}]` : host;
   return port === undefined ? shown : `${shown}:${port}`;
 }
+
+/** Where every upstream socket reads (see Connection.onServerRead); reads are never concurrent. */
+const READ_SIZE = 64 * 1024;
+const SHARED_READ_BUFFER = Buffer.allocUnsafeSlow(READ_SIZE);
+/** Reads this big or bigger are copied into a reusable buffer; smaller ones into Node's 8 KiB pool. */
+const POOLED_MIN = 4096;
+/** 64 buffers: 4 MiB kept at most, enough for a few dozen bulk transfers at once. */
+const CHUNKS = new ChunkPool(READ_SIZE, 64);
 
 export class Connection {
   readonly id: number;
@@ -68,6 +77,10 @@ export class Connection {
   /** The ClientHello, kept for `affinity: tls` pools only (docs/affinity.md). */
   private tlsHello: TlsFields | undefined;
   private affinity: { readonly pool: PoolAffinity; readonly choice: AffinityChoice } | undefined;
+  /** `affinity: tls`: fed the server's bytes until its first flight is parsed. */
+  private flightWatch: ((chunk: Buffer) => boolean) | undefined;
+  /** ChunkPool buffers being written to the client, oldest first. */
+  private pooled: Buffer[] | undefined;
   private closeReason: CloseReason | undefined;
   private closeDetail: string | undefined;
 
@@ -287,10 +300,13 @@ export class Connection {
     this.serverIndex = index;
     this.serverText = server.address.text;
     const addr = server.address;
+    // The server's bytes are read into one buffer shared by every connection (onread) instead of a new
+    // 64 KiB allocation per read pushed through a Readable: see onServerRead.
+    const onread = { buffer: SHARED_READ_BUFFER, callback: this.onServerRead };
     const sock =
       addr.path !== undefined
-        ? net.connect({ path: addr.path, allowHalfOpen: true })
-        : net.connect({ host: addr.host!, port: addr.port!, allowHalfOpen: true, noDelay: true });
+        ? net.connect({ path: addr.path, allowHalfOpen: true, onread })
+        : net.connect({ host: addr.host!, port: addr.port!, allowHalfOpen: true, noDelay: true, onread });
     this.upstream = sock;
     let settled = false;
     const timer = (this.timer = setTimeout(() => {
@@ -333,7 +349,7 @@ export class Connection {
     const affinity = this.affinity;
     if (affinity !== undefined) {
       const serverText = this.serverText!;
-      watchServerFlight(server, (flight) => affinity.pool.observe(affinity.choice, flight, serverText));
+      this.flightWatch = watchServerFlight((flight) => affinity.pool.observe(affinity.choice, flight, serverText));
     }
 
     const serverConfig = pool.config.servers[this.serverIndex!]!;
@@ -357,7 +373,6 @@ export class Connection {
     client.on('data', this.onClientData);
     client.on('end', this.onClientEnd);
     client.on('drain', this.onClientDrain);
-    server.on('data', this.onServerData);
     server.on('end', this.onServerEnd);
     server.on('drain', this.onServerDrain);
     // A client that sent its request and FIN at once has had its 'end' already, during the peek.
@@ -371,8 +386,36 @@ export class Connection {
     if (!this.upstream!.write(chunk)) this.client.pause();
   };
 
-  private readonly onServerData = (chunk: Buffer): void => {
-    if (!this.client.write(chunk)) this.upstream!.pause();
+  /**
+   * The server's bytes, read into SHARED_READ_BUFFER, which the next read of any connection reuses: they
+   * are copied out before returning. Small reads go to Node's pooled allocator; big ones into a ChunkPool
+   * buffer that returns to the pool when its write completes (writes complete in order, so `pooled` is a
+   * FIFO). A write that fails keeps its buffer: libuv may still have held it. Returning false stops
+   * reading until the client drains.
+   */
+  private readonly onServerRead = (n: number, buf: Buffer): boolean => {
+    if (this.phase !== 'splice') return true;
+    let chunk: Buffer;
+    let ok: boolean;
+    if (n < POOLED_MIN) {
+      chunk = Buffer.allocUnsafe(n);
+      buf.copy(chunk, 0, 0, n);
+      if (this.flightWatch !== undefined && this.flightWatch(chunk)) this.flightWatch = undefined;
+      ok = this.client.write(chunk);
+    } else {
+      const pooled = CHUNKS.take();
+      buf.copy(pooled, 0, 0, n);
+      chunk = pooled.subarray(0, n);
+      if (this.flightWatch !== undefined && this.flightWatch(chunk)) this.flightWatch = undefined;
+      (this.pooled ??= []).push(pooled);
+      ok = this.client.write(chunk, this.onPooledWritten);
+    }
+    return ok;
+  };
+
+  private readonly onPooledWritten = (err?: Error | null): void => {
+    const done = this.pooled?.shift();
+    if (done !== undefined && err == null) CHUNKS.give(done);
   };
 
   private readonly onServerDrain = (): void => {

@@ -211,6 +211,56 @@ test('100 MiB each way at once arrives byte-identical (sha256 at both ends)', as
   }
 });
 
+test('12 downloads at once, clients reading in bursts: every stream byte-identical (read buffers are shared and recycled)', async (t) => {
+  // twinport reads every server into one shared buffer and copies big reads into recycled buffers that
+  // return to a pool when their write completes (src/proxy/chunk-pool.ts). Slow, bursty readers keep
+  // writes pending while other connections read, so a buffer reused too early would corrupt a stream.
+  const N = 12;
+  const SIZE = 16 * MiB;
+  const sent = new Map<string, Promise<string>>();
+  const sockets = new Set<Socket>();
+  const server = net.createServer({ allowHalfOpen: true }, (socket) => {
+    sockets.add(socket);
+    socket.on('error', () => {});
+    socket.once('data', (head: Buffer) => {
+      const seed = /seed=(\w+)/.exec(head.toString('latin1'))?.[1] ?? 'none';
+      sent.set(seed, sendPattern(socket, SIZE, seed).then((sha) => (socket.end(), sha)));
+    });
+  });
+  const backendAddress = `127.0.0.1:${await listenServer(server)}`;
+  const proxy = await proxyTo(backendAddress);
+  try {
+    const results = await Promise.all(
+      Array.from({ length: N }, async (_, i) => {
+        const seed = `dl${i}`;
+        const s = await connect(proxy.port());
+        const got = hashIncoming(s).done;
+        // Bursty reader: pause for a few ms every ~1 MiB so the proxy's writes to it back up.
+        let sinceBreak = 0;
+        s.on('data', (c: Buffer) => {
+          sinceBreak += c.length;
+          if (sinceBreak > MiB) {
+            sinceBreak = 0;
+            s.pause();
+            setTimeout(() => s.resume(), 2 + (i % 5));
+          }
+        });
+        s.write(`GET /?seed=${seed} HTTP/1.1\r\nHost: splice.example\r\n\r\n`);
+        s.end();
+        return { seed, got: await got };
+      }),
+    );
+    for (const r of results) {
+      t.is(r.got.bytes, SIZE, r.seed);
+      t.is(r.got.sha, await sent.get(r.seed)!, r.seed);
+    }
+  } finally {
+    await proxy.stop();
+    for (const s of sockets) s.destroy();
+    await new Promise<void>((r) => server.close(() => r()));
+  }
+});
+
 // Serial (ava runs serial tests first, alone): the memory reading must not see other tests' buffers.
 test.serial('backpressure: a client that does not read stops a backend writing 50 MiB; nothing piles up in twinport', async (t) => {
   const SIZE = 50 * MiB;
