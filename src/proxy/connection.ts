@@ -54,7 +54,8 @@ export class Connection {
   private phase: Phase = 'peek';
   private readonly started = performance.now();
   private readonly peek = new PeekBuffer();
-  private readonly detector: Detector;
+  /** Dropped once the peek is over. */
+  private detector: Detector | undefined;
   private readonly listener: ListenerConfig;
   private timer: NodeJS.Timeout | undefined;
   private upstream: Socket | undefined;
@@ -169,7 +170,9 @@ export class Connection {
       this.finish(PEEK_REASON[trigger], trigger === 'deadline' ? 'silent' : undefined);
       return;
     }
-    const d: Detection = this.detector.detect(bytes, { final: trigger !== undefined });
+    const detector = this.detector;
+    if (detector === undefined) return;
+    const d: Detection = detector.detect(bytes, { final: trigger !== undefined });
     switch (d.kind) {
       case 'need-more':
         return;
@@ -270,6 +273,7 @@ export class Connection {
     this.client.off('end', this.onPeekEnd);
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
+    this.detector = undefined;
   }
 
   // ── connect ─────────────────────────────────────────────────────────────────────────────────────
@@ -365,6 +369,10 @@ export class Connection {
     }
     const peeked = this.peek.view().subarray(this.proxyInLength);
     if (peeked.length > 0) server.write(peeked);
+    // From here on only the splice runs: what the peek kept is garbage for the rest of a possibly long
+    // life (M1 holds 10 000 such connections).
+    this.peek.release();
+    this.tlsHello = undefined;
 
     // Each direction: write what arrives, pause the reader while the writer's buffer is full, resume on
     // 'drain', pass FIN on (`end`) separately; allowHalfOpen on both sockets keeps the other half open.

@@ -29,6 +29,12 @@ export class PeekBuffer {
     this.len = need;
   }
 
+  /** Forgets the bytes (their last view stays valid for whoever holds it). */
+  release(): void {
+    this.buf = undefined;
+    this.len = 0;
+  }
+
   /** A view of everything appended so far; valid until the next append. */
   view(): Buffer {
     return this.buf === undefined ? Buffer.alloc(0) : this.buf.subarray(0, this.len);
