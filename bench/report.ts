@@ -199,7 +199,9 @@ export function renderReport(report: RunReport): string {
     out.push('');
     out.push(
       'utime+stime of the proxy process tree (from `/proc/<pid>/stat`) over the measured window, divided by ' +
-        'completed requests. Lower is better; unlike req/s it does not depend on which side saturates first.',
+        'completed requests. Lower is better; unlike req/s it does not depend on which side saturates first. ' +
+        'With `--rounds N` each cell is the median round (for an even N the lower of the two middle ones) and, ' +
+        'in brackets, the range over all rounds.',
     );
     out.push('');
     out.push(cpuSummary(report));

@@ -205,7 +205,7 @@ async function measure(
   };
 }
 
-/** The round with the median CPU per request, carrying the spread of all rounds. */
+/** The round with the median CPU per request (the lower middle one of an even count), with the range of all rounds. */
 function medianRound(list: readonly LoadRecord[]): LoadRecord {
   const sorted = [...list].sort((a, b) => (a.proxyCpuUsPerReq ?? a.reqPerSec) - (b.proxyCpuUsPerReq ?? b.reqPerSec));
   const mid = sorted[Math.floor((sorted.length - 1) / 2)]!;
