@@ -24,6 +24,7 @@ import { parseArgs } from 'node:util';
 import type { AffinityStats } from '../src/proxy/affinity-pool.js';
 import { startTicketBackends, type TicketBackends } from './backends.js';
 import { HAVE_TASKSET, hasCommand, runToEnd, spawnChild, stopAll, waitForPort, freePort, type Child } from './children.js';
+import { runAutocannon } from './run-autocannon.js';
 import type { LoadResult, LoadSpec } from './load-autocannon.js';
 import type { MaglevBenchReport } from './pools-maglev.js';
 import { poolsMarkdown, type CostCell, type CostSample, type PoolBenchReport, type PoolPolicy, type ResumeCell } from './pools-report.js';
@@ -168,18 +169,6 @@ function checkThrough(port: number): Promise<string> {
   });
 }
 
-async function runAutocannon(spec: LoadSpec, cpus: string | undefined): Promise<LoadResult> {
-  // As bench/run.ts: only the load generator skips certificate checks (self-signed backends).
-  const env = { ...process.env, NODE_TLS_REJECT_UNAUTHORIZED: '0', NODE_NO_WARNINGS: '1' };
-  const r = await runToEnd('autocannon', process.execPath, [join(benchDir, 'load-autocannon.js'), JSON.stringify(spec)], {
-    cpus,
-    env,
-    timeoutMs: (spec.durationSec + 30) * 1000,
-  });
-  const line = r.stdout.trim().split('\n').pop() ?? '';
-  if (r.code !== 0 || line === '') throw new Error(`autocannon failed (exit ${r.code}): ${r.stderr.trim()}`);
-  return JSON.parse(line) as LoadResult;
-}
 
 function costSpec(port: number, durationSec: number): LoadSpec {
   return { url: `https://127.0.0.1:${port}/`, connections: COST_CONNECTIONS, durationSec, reconnect: true, servername: BENCH_SNI };

@@ -117,8 +117,11 @@ function cpuCell(r: LoadRecord | undefined): string {
   return range === undefined ? cell(r.proxyCpuUsPerReq) : `${cell(r.proxyCpuUsPerReq)} (${cell(range[0])}–${cell(range[1])})`;
 }
 
-/** Rows: targets; columns: scenarios; cells: proxy CPU µs per request (autocannon / wrk). */
-function cpuSummary(report: RunReport): string {
+/**
+ * Rows: proxied targets; columns: the load scenarios that ran; each cell from that target's autocannon
+ * and wrk records of the scenario.
+ */
+function targetByScenario(report: RunReport, cellOf: (ac: LoadRecord | undefined, wrk: LoadRecord | undefined) => string): string {
   const loads = report.records.filter((r): r is LoadRecord => r.kind === 'load');
   const scenarios = LOAD_SCENARIOS.filter((s) => loads.some((r) => r.scenario === s.id));
   const rows = [
@@ -128,34 +131,27 @@ function cpuSummary(report: RunReport): string {
   for (const target of report.targets) {
     if (target === 'direct') continue;
     const cells = scenarios.map((s) => {
-      const ac = loads.find((r) => r.target === target && r.scenario === s.id && r.tool === 'autocannon');
-      const wrk = loads.find((r) => r.target === target && r.scenario === s.id && r.tool === 'wrk');
-      if (ac === undefined && wrk === undefined) return '–';
-      return `${cpuCell(ac)} / ${cpuCell(wrk)}`;
+      const of = (tool: LoadRecord['tool']): LoadRecord | undefined =>
+        loads.find((r) => r.target === target && r.scenario === s.id && r.tool === tool);
+      return cellOf(of('autocannon'), of('wrk'));
     });
     rows.push(`| ${target} | ${cells.join(' | ')} |`);
   }
   return rows.join('\n');
 }
 
-/** Rows: targets; cells: user / kernel CPU µs per request and minor faults per request (autocannon runs). */
+/** Proxy CPU µs per request, autocannon / wrk. */
+function cpuSummary(report: RunReport): string {
+  return targetByScenario(report, (ac, wrk) => (ac === undefined && wrk === undefined ? '–' : `${cpuCell(ac)} / ${cpuCell(wrk)}`));
+}
+
+/** User / kernel CPU µs per request and minor faults per request, autocannon runs. */
 function cpuSplit(report: RunReport): string {
-  const loads = report.records.filter((r): r is LoadRecord => r.kind === 'load' && r.tool === 'autocannon');
-  const scenarios = LOAD_SCENARIOS.filter((s) => loads.some((r) => r.scenario === s.id));
-  const rows = [
-    `| target | ${scenarios.map((s) => s.id).join(' | ')} |`,
-    `|---|${scenarios.map(() => '---:').join('|')}|`,
-  ];
-  for (const target of report.targets) {
-    if (target === 'direct') continue;
-    const cells = scenarios.map((s) => {
-      const r = loads.find((x) => x.target === target && x.scenario === s.id);
-      if (r?.proxyUserUsPerReq === undefined) return '–';
-      return `${cell(r.proxyUserUsPerReq)} / ${cell(r.proxySysUsPerReq)} / ${cell(r.proxyFaultsPerReq)}`;
-    });
-    rows.push(`| ${target} | ${cells.join(' | ')} |`);
-  }
-  return rows.join('\n');
+  return targetByScenario(report, (r) =>
+    r?.proxyUserUsPerReq === undefined
+      ? '–'
+      : `${cell(r.proxyUserUsPerReq)} / ${cell(r.proxySysUsPerReq)} / ${cell(r.proxyFaultsPerReq)}`,
+  );
 }
 
 function idleTable(report: RunReport): string {

@@ -23,6 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { startBackends, type Backends } from './backends.js';
 import { HAVE_TASKSET, hasCommand, runToEnd, spawnChild, stopAll } from './children.js';
+import { runAutocannon } from './run-autocannon.js';
 import type { LoadResult, LoadSpec } from './load-autocannon.js';
 import { describeMachine } from './machine.js';
 import { parserMarkdown, type ParserBenchReport } from './parsers.js';
@@ -141,19 +142,6 @@ function log(text: string): void {
   process.stderr.write(`[bench] ${text}\n`);
 }
 
-async function runAutocannon(spec: LoadSpec, cpus: string | undefined): Promise<LoadResult> {
-  const script = join(benchDir, 'load-autocannon.js');
-  // Only the load generator skips certificate checks (self-signed backends).
-  const env = { ...process.env, NODE_TLS_REJECT_UNAUTHORIZED: '0', NODE_NO_WARNINGS: '1' };
-  const r = await runToEnd('autocannon', process.execPath, [script, JSON.stringify(spec)], {
-    cpus,
-    env,
-    timeoutMs: (spec.durationSec + 30) * 1000,
-  });
-  const line = r.stdout.trim().split('\n').pop() ?? '';
-  if (r.code !== 0 || line === '') throw new Error(`autocannon failed (exit ${r.code}): ${r.stderr.trim()}`);
-  return JSON.parse(line) as LoadResult;
-}
 
 function loadSpec(t: RunningTarget, s: LoadScenario, durationSec: number): LoadSpec {
   const port = s.tls ? t.tlsPort : t.httpPort;
