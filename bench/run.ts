@@ -33,7 +33,7 @@ import { summariseProfile } from './profile-summary.js';
 import { renderReport, writeDoc, type BenchRecord, type IdleRecord, type LoadRecord, type RunReport } from './report.js';
 import { BENCH_SNI, checkRouting } from './route-check.js';
 import { idleConnectionsFor, LOAD_SCENARIOS, SCENARIO_GROUPS, type LoadScenario, type ScenarioGroup } from './scenarios.js';
-import { notByDefault, startTarget, TARGET_NAMES, unavailable, type RunningTarget, type TargetContext, type TargetName } from './targets.js';
+import { cannotRun, notByDefault, startTarget, TARGET_NAMES, type RunningTarget, type TargetContext, type TargetName } from './targets.js';
 import { runWrk } from './wrk.js';
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
@@ -367,7 +367,7 @@ async function main(): Promise<void> {
       baselineDir: opts.baselineDir,
     };
     for (const name of opts.targets) {
-      const why = unavailable(name) ?? notByDefault(name, opts.baselineDir);
+      const why = cannotRun(name, opts.baselineDir);
       if (why !== undefined) {
         note(`skipped: ${why}.`, name);
         continue;

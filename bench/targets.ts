@@ -7,6 +7,8 @@
 //   twinport-w2   twinport --workers 2 (cluster, round-robin scheduling); twinport-w2-none: SCHED_NONE.
 //                 Both run on every CPU: two workers pinned to one core would measure nothing.
 //   twinport-base twinport from another checkout (`--baseline DIR`, built): before/after in one run
+//   naive-raw     an experiment: bench/naive-raw-proxy.ts, the naive proxy on raw libuv handles (only with
+//                 --only): what Node's net/stream layer costs
 // Peers are used only when installed; otherwise the run says so.
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -15,7 +17,17 @@ import type { Backends } from './backends.js';
 import { NGINX_MODULES, startBackends } from './backends.js';
 import { freePort, hasCommand, spawnChild, waitForPort, type Child } from './children.js';
 
-export const TARGET_NAMES = ['direct', 'twinport', 'haproxy', 'nginx-stream', 'naive', 'twinport-w2', 'twinport-w2-none', 'twinport-base'] as const;
+export const TARGET_NAMES = [
+  'direct',
+  'twinport',
+  'haproxy',
+  'nginx-stream',
+  'naive',
+  'twinport-w2',
+  'twinport-w2-none',
+  'twinport-base',
+  'naive-raw',
+] as const;
 export type TargetName = (typeof TARGET_NAMES)[number];
 
 export interface RunningTarget {
@@ -62,7 +74,14 @@ export function unavailable(name: TargetName): string | undefined {
 /** Why a target is not part of this run unless asked for by name, or undefined when it is. */
 export function notByDefault(name: TargetName, baselineDir: string | undefined): string | undefined {
   if (name === 'twinport-base' && baselineDir === undefined) return 'needs --baseline DIR';
+  if (name === 'naive-raw') return 'an experiment on deprecated internals: only with --only';
   return undefined;
+}
+
+/** Why a target cannot run in this run even when named, or undefined when it can. */
+export function cannotRun(name: TargetName, baselineDir: string | undefined): string | undefined {
+  if (name === 'twinport-base' && baselineDir === undefined) return 'needs --baseline DIR';
+  return unavailable(name);
 }
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
@@ -188,9 +207,11 @@ export async function startTarget(name: TargetName, ctx: TargetContext): Promise
       writeFileSync(file, nginxStreamConf(ctx.dir, port, b, ctx.nofile));
       return spawnProxy(name, ctx, port, 'nginx', ['-p', ctx.dir, '-c', file, '-g', 'daemon off;']);
     }
-    case 'naive': {
-      const script = fileURLToPath(new URL('./naive-proxy.js', import.meta.url));
-      return spawnProxy(name, ctx, port, process.execPath, [script, String(port), String(b.httpPort), String(b.httpsPort)]);
+    case 'naive':
+    case 'naive-raw': {
+      const script = fileURLToPath(new URL(name === 'naive' ? './naive-proxy.js' : './naive-raw-proxy.js', import.meta.url));
+      const flags = name === 'naive' ? [] : ['--no-deprecation'];
+      return spawnProxy(name, ctx, port, process.execPath, [...flags, script, String(port), String(b.httpPort), String(b.httpsPort)]);
     }
   }
 }
