@@ -16,6 +16,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
+import { mulberry32 } from '../test/helpers/prng.js';
 
 export interface ResumeSpec {
   readonly port: number;
@@ -51,17 +52,6 @@ export interface ResumeResult {
   readonly firstError?: string;
 }
 
-/** mulberry32: a small seeded PRNG, so runs with the same spec are the same sequence. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Client k's home address; 127.0.0.0/8 is all loopback on Linux, so each is a distinct source. */
 export function homeAddress(k: number): string {
@@ -125,7 +115,7 @@ function connectOnce(spec: ResumeSpec, localAddress: string, session: Buffer | u
 }
 
 export async function runResumeClient(spec: ResumeSpec): Promise<ResumeResult> {
-  const random = prng(spec.seed);
+  const random = mulberry32(spec.seed);
   const sessions: (Buffer | undefined)[] = new Array<Buffer | undefined>(spec.clients).fill(undefined);
   const busy = new Set<number>();
   const backends: Record<string, number> = {};

@@ -3,6 +3,7 @@ import fc from 'fast-check';
 import type { BalanceKind, HashKey, PoolConfig, ServerConfig } from '../../src/config/types.js';
 import type { PickContext } from '../../src/routing/balancer.js';
 import { PoolState } from '../../src/routing/pool-state.js';
+import { mulberry32 } from '../helpers/prng.js';
 
 interface ServerSpec {
   weight?: number;
@@ -29,17 +30,6 @@ function pool(balance: BalanceKind, specs: ServerSpec[], hashKey?: HashKey): Poo
   };
 }
 
-/** mulberry32: a seeded PRNG so random-policy tests are reproducible. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const ctx: PickContext = { sourceIp: '192.0.2.1' };
 const POLICIES: BalanceKind[] = ['round-robin', 'least-conn', 'random', 'first', 'hash'];
@@ -82,7 +72,7 @@ test('property: round-robin gives every server exactly its weight in every windo
 for (const balance of POLICIES) {
   test(`${balance}: weight 0 is never picked, not even on retries`, (t) => {
     const p = new PoolState(pool(balance, [{ weight: 0 }, { weight: 2 }, { weight: 0 }, { weight: 1 }]));
-    const rnd = seeded(7);
+    const rnd = mulberry32(7);
     for (let k = 0; k < 200; k++) {
       const c = { sourceIp: `10.0.${k >> 8}.${k & 255}`, random: rnd };
       const first = p.pick(c);
@@ -115,7 +105,7 @@ for (const balance of POLICIES) {
     const tried = new Set<number>();
     const order: number[] = [];
     for (;;) {
-      const i = p.pick({ sourceIp: '198.51.100.7', random: seeded(3) }, tried);
+      const i = p.pick({ sourceIp: '198.51.100.7', random: mulberry32(3) }, tried);
       if (i === undefined) break;
       t.false(tried.has(i));
       tried.add(i);
@@ -153,7 +143,7 @@ test('property: under any health, weights and exclusions every policy picks a us
         const primaries = idx.filter((i) => !specs[i]!.backup && usable(i));
         const backups = idx.filter((i) => specs[i]!.backup && usable(i));
         const expectedTier = primaries.length > 0 ? primaries : backups;
-        const got = p.pick({ sourceIp, random: seeded(seed) }, exclude);
+        const got = p.pick({ sourceIp, random: mulberry32(seed) }, exclude);
         return got === undefined ? expectedTier.length === 0 : expectedTier.includes(got);
       },
     ),
@@ -231,7 +221,7 @@ test('onDisconnect never takes a count below zero', (t) => {
 test('random with two servers always takes the less loaded one', (t) => {
   const p = new PoolState(pool('random', [{}, {}]));
   load(p, [5, 0]);
-  const rnd = seeded(11);
+  const rnd = mulberry32(11);
   t.true(picks(p, 200, { ...ctx, random: rnd }).every((i) => i === 1));
 });
 
@@ -243,7 +233,7 @@ test('property: random never picks the uniquely most loaded server when it has a
       const p = new PoolState(pool('random', counts.map(() => ({}))));
       load(p, counts);
       const busiest = counts.indexOf(max);
-      return picks(p, 50, { ...ctx, random: seeded(seed) }).every((i) => i !== busiest);
+      return picks(p, 50, { ...ctx, random: mulberry32(seed) }).every((i) => i !== busiest);
     }),
   );
   t.pass();
@@ -251,7 +241,7 @@ test('property: random never picks the uniquely most loaded server when it has a
 
 test('random follows the weights when load is equal', (t) => {
   const p = new PoolState(pool('random', [{ weight: 3 }, { weight: 1 }]));
-  const rnd = seeded(2024);
+  const rnd = mulberry32(2024);
   const n = 20000;
   const zero = picks(p, n, { ...ctx, random: rnd }).filter((i) => i === 0).length;
   // Equal load keeps the first (weighted) draw: P(server 0) = 3/4. 0.02 is > 9 standard deviations.
@@ -261,7 +251,7 @@ test('random follows the weights when load is equal', (t) => {
 test('random spreads load better than one random choice would (p2c keeps the maximum near the mean)', (t) => {
   const servers = 10;
   const p = new PoolState(pool('random', Array.from({ length: servers }, () => ({}))));
-  const rnd = seeded(99);
+  const rnd = mulberry32(99);
   for (let k = 0; k < 1000; k++) p.onConnect(p.pick({ ...ctx, random: rnd })!);
   const counts = Array.from({ length: servers }, (_, i) => p.activeConnections(i));
   // With two choices the max load is mean + O(log log n); one choice gives mean + O(sqrt(mean·log n)) ≈ +20.
