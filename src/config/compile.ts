@@ -8,7 +8,7 @@ import { compileNamePattern } from '../routing/name-pattern.js';
 import { isIP } from 'node:net';
 import { isHostName, parseBind, parseServerAddress } from './address.js';
 import type { KeyPath, PathIssue } from './issues.js';
-import { BALANCE_KINDS, HASH_KEYS, HEALTH_TYPES, LOG_LEVELS, MATCH_PROTOCOLS } from './schema.js';
+import { BALANCE_KINDS, HASH_KEYS, HEALTH_TYPES, IO_ENGINES, LOG_LEVELS, MATCH_PROTOCOLS } from './schema.js';
 import { formatDuration, formatSize, parseDuration, parseSize } from './units.js';
 import type {
   AffinityStoreConfig,
@@ -500,6 +500,7 @@ export function compileConfig(raw: unknown, source: string): CompileResult {
     listeners,
     pools,
     shutdownTimeout: duration(root, 'shutdown_timeout', [], DEFAULT_SHUTDOWN_TIMEOUT, issues),
+    ioEngine: oneOf(IO_ENGINES, root['io_engine'], 'auto'),
     log: {
       level: oneOf(LOG_LEVELS, log['level'], 'info'),
       rawBytes: log['raw_bytes'] === true,

@@ -14,6 +14,7 @@ export const MATCH_PROTOCOLS = ['tls', 'http', 'h2c', 'other', 'silent'] as cons
 export const BALANCE_KINDS = ['round-robin', 'least-conn', 'random', 'first', 'hash'] as const;
 export const HASH_KEYS = ['source-ip', 'sni', 'host', 'sni+source-ip'] as const;
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export const IO_ENGINES = ['auto', 'libuv', 'streams'] as const;
 
 // The patterns are a courtesy to editors; compile.ts is stricter and words the error.
 const Duration = (description: string) =>
@@ -185,6 +186,9 @@ export const ConfigSchema = Type.Object(
     listeners: Type.Array(Listener, { minItems: 1 }),
     pools: Type.Object({}, { additionalProperties: Pool, minProperties: 1, description: 'Pool name → pool.' }),
     shutdown_timeout: Type.Optional(Duration('On SIGTERM, how long spliced connections may finish. Default 30s.')),
+    io_engine: Type.Optional(
+      StringEnum(IO_ENGINES, { description: 'libuv (Node stream handles driven directly), streams (net.Socket) or auto (libuv where available). Default auto.' }),
+    ),
     log: Type.Optional(
       Type.Object(
         {

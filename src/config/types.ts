@@ -122,5 +122,7 @@ export interface TwinportConfig {
   readonly listeners: readonly ListenerConfig[];
   readonly pools: Readonly<Record<string, PoolConfig>>;
   readonly shutdownTimeout: number; // default 30s
+  /** How sockets are driven (docs/io-engine.md); default auto. */
+  readonly ioEngine: 'auto' | 'libuv' | 'streams';
   readonly log: { readonly level: string; readonly rawBytes: boolean };
 }

@@ -2,7 +2,6 @@
 //   accept ─► peek ─► route ─► connect ─► splice ─► close
 // Every exit goes through `finish(reason)`, which runs once: both sockets closed, one close log line,
 // one outcome counter. Nothing here parses bytes (protocol/) or decides where to go (routing/).
-import net, { type Socket } from 'node:net';
 import type { ListenerConfig, RouteConfig } from '../config/types.js';
 import { Detector, type Detection } from '../protocol/detector.js';
 import type { ProxyHeader } from '../protocol/proxy-header.js';
@@ -11,8 +10,9 @@ import { anyCidrContains } from '../routing/cidr.js';
 import { matchRoute } from '../routing/route-match.js';
 import type { AffinityChoice, PoolAffinity } from './affinity-pool.js';
 import { watchServerFlight } from './affinity-watcher.js';
-import { ChunkPool } from './chunk-pool.js';
+import { CHUNKS, CLIENT, SERVER, type Endpoint, type EndpointSink, type Side } from './endpoint.js';
 import { factsFromMatch, type PeekFacts } from './facts.js';
+import { connectEndpoint } from './io-engine.js';
 import { PeekBuffer } from './peek-buffer.js';
 import { buildServerProxyHeader } from './proxy-header-out.js';
 import type { CloseReason } from './reasons.js';
@@ -39,15 +39,24 @@ export function formatAddress(ip: string | undefined, port: number | undefined):
   return port === undefined ? shown : `${shown}:${port}`;
 }
 
-/** Where every upstream socket reads (see Connection.onServerRead); reads are never concurrent. */
-const READ_SIZE = 64 * 1024;
-const SHARED_READ_BUFFER = Buffer.allocUnsafeSlow(READ_SIZE);
 /** Reads this big or bigger are copied into a reusable buffer; smaller ones into Node's 8 KiB pool. */
 const POOLED_MIN = 4096;
-/** 64 buffers: 4 MiB kept at most, enough for a few dozen bulk transfers at once. */
-const CHUNKS = new ChunkPool(READ_SIZE, 64);
 
-export class Connection {
+/** An unowned read copied out of the shared buffer: a CHUNKS buffer (`pooled`) for big reads. */
+let copied: Buffer = Buffer.alloc(0);
+let copiedPool: Buffer | undefined;
+function copyOut(n: number, buf: Buffer): void {
+  if (n < POOLED_MIN) {
+    copied = Buffer.allocUnsafe(n);
+    copiedPool = undefined;
+  } else {
+    copiedPool = CHUNKS.take();
+    copied = copiedPool.subarray(0, n);
+  }
+  buf.copy(copied, 0, 0, n);
+}
+
+export class Connection implements EndpointSink {
   readonly id: number;
   /** The listener handle that accepted it (opaque here; runtime.ts keeps per-listener counts). */
   owner: unknown;
@@ -58,7 +67,7 @@ export class Connection {
   private detector: Detector | undefined;
   private readonly listener: ListenerConfig;
   private timer: NodeJS.Timeout | undefined;
-  private upstream: Socket | undefined;
+  private upstream: Endpoint | undefined;
   private upstreamClosed = false;
   private clientClosed = false;
   private reason: CloseReason | undefined;
@@ -80,19 +89,18 @@ export class Connection {
   private affinity: { readonly pool: PoolAffinity; readonly choice: AffinityChoice } | undefined;
   /** `affinity: tls`: fed the server's bytes until its first flight is parsed. */
   private flightWatch: ((chunk: Buffer) => boolean) | undefined;
-  /** ChunkPool buffers being written to the client, oldest first. */
-  private pooled: Buffer[] | undefined;
   private closeReason: CloseReason | undefined;
   private closeDetail: string | undefined;
 
   constructor(
-    private readonly client: Socket,
+    private readonly client: Endpoint,
     private readonly ctx: ListenerContext,
   ) {
     this.id = ctx.nextConnectionId();
     this.listener = ctx.listener;
-    this.clientIp = client.remoteAddress ?? '';
-    this.clientPort = client.remotePort;
+    const peer = client.remote();
+    this.clientIp = peer?.address ?? '';
+    this.clientPort = peer?.port;
     this.detector = new Detector({ maxHelloBytes: this.listener.maxClientHello, maxHeadBytes: this.listener.maxClientHello });
   }
 
@@ -105,17 +113,14 @@ export class Connection {
   }
 
   start(): void {
-    const c = this.client;
-    c.on('data', this.onPeekData);
-    c.on('end', this.onPeekEnd);
-    c.on('error', this.onClientError);
-    c.on('close', this.onClientClose);
-    if (this.client.remoteAddress === undefined) {
+    this.client.attach(this, CLIENT);
+    if (this.client.remote() === undefined) {
       // The peer vanished between accept and now: nothing to serve, but still one log line.
       this.finish('client-reset', 'socket closed before accept completed');
       return;
     }
     this.armPeekTimer();
+    this.client.resume();
   }
 
   /** Closes a connection that has not been spliced yet, or every connection at the end of a shutdown. */
@@ -149,19 +154,13 @@ export class Connection {
     this.armPeekTimer();
   };
 
-  private readonly onPeekData = (chunk: Buffer): void => {
-    if (this.phase !== 'peek') return;
+  private onPeekData(chunk: Buffer): void {
     this.peek.append(chunk);
     if (this.ctx.rawBytes) {
       this.ctx.logger.debug({ conn: this.id, chunk: chunk.toString('hex') }, 'peek bytes');
     }
     this.evaluate(this.peek.length >= this.listener.maxClientHello ? 'cap' : undefined);
-  };
-
-  private readonly onPeekEnd = (): void => {
-    if (this.phase !== 'peek') return;
-    this.evaluate('eof');
-  };
+  }
 
   private evaluate(trigger: PeekTrigger | undefined): void {
     const bytes = this.peek.view();
@@ -209,7 +208,7 @@ export class Connection {
    */
   private acceptProxyHeader(header: ProxyHeader | undefined): boolean {
     const trusted = this.listener.proxyProtocol?.trusted;
-    const fromTrusted = trusted !== undefined && anyCidrContains(trusted, this.client.remoteAddress ?? '');
+    const fromTrusted = trusted !== undefined && anyCidrContains(trusted, this.client.remote()?.address ?? '');
     if (header === undefined) {
       if (fromTrusted) {
         this.finish('rejected', 'proxy.missing');
@@ -267,10 +266,8 @@ export class Connection {
   }
 
   private stopPeeking(): void {
-    // Pause first: removing the 'data' listener alone leaves the socket flowing and would drop bytes.
-    this.client.pause();
-    this.client.off('data', this.onPeekData);
-    this.client.off('end', this.onPeekEnd);
+    // The client keeps being read while the server connects (onRead keeps the bytes, up to the peek's
+    // cap): a reset or FIN in that time is seen at once, not when the splice starts.
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
     this.detector = undefined;
@@ -303,16 +300,25 @@ export class Connection {
     const server = pool.config.servers[index]!;
     this.serverIndex = index;
     this.serverText = server.address.text;
-    const addr = server.address;
-    // The server's bytes are read into one buffer shared by every connection (onread) instead of a new
-    // 64 KiB allocation per read pushed through a Readable: see onServerRead.
-    const onread = { buffer: SHARED_READ_BUFFER, callback: this.onServerRead };
-    const sock =
-      addr.path !== undefined
-        ? net.connect({ path: addr.path, allowHalfOpen: true, onread })
-        : net.connect({ host: addr.host!, port: addr.port!, allowHalfOpen: true, noDelay: true, onread });
-    this.upstream = sock;
     let settled = false;
+    const sock = connectEndpoint(this.ctx.engine, server.address, (err) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (err !== undefined) {
+        this.ctx.onServerFailure(pool, index, err.code ?? 'error');
+        tried.add(index);
+        this.connectNext(tried, 'error');
+        return;
+      }
+      if (this.phase !== 'connect') {
+        sock.destroy();
+        return;
+      }
+      this.ctx.onServerSuccess(pool, index);
+      this.splice(sock);
+    });
+    this.upstream = sock;
     const timer = (this.timer = setTimeout(() => {
       if (settled) return;
       settled = true;
@@ -321,35 +327,15 @@ export class Connection {
       tried.add(index);
       this.connectNext(tried, 'timeout');
     }, this.listener.timeouts.connect));
-    sock.once('error', (err: NodeJS.ErrnoException) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      this.ctx.onServerFailure(pool, index, err.code ?? 'error');
-      tried.add(index);
-      this.connectNext(tried, 'error');
-    });
-    sock.once('connect', () => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      if (this.phase !== 'connect') {
-        sock.destroy();
-        return;
-      }
-      this.ctx.onServerSuccess(pool, index);
-      this.splice(sock);
-    });
   }
 
   // ── splice ──────────────────────────────────────────────────────────────────────────────────────
 
-  private splice(server: Socket): void {
+  private splice(server: Endpoint): void {
     this.phase = 'splice';
     const pool = this.pool!;
     pool.state.onConnect(this.serverIndex!);
-    server.on('error', this.onServerError);
-    server.on('close', this.onServerClose);
+    server.attach(this, SERVER);
     const affinity = this.affinity;
     if (affinity !== undefined) {
       const serverText = this.serverText!;
@@ -374,79 +360,109 @@ export class Connection {
     this.peek.release();
     this.tlsHello = undefined;
 
-    // Each direction: write what arrives, pause the reader while the writer's buffer is full, resume on
-    // 'drain', pass FIN on (`end`) separately; allowHalfOpen on both sockets keeps the other half open.
-    // The same as pipe() does, minus the dozen listeners and bookkeeping pipe() sets up per connection.
-    const client = this.client;
-    client.on('data', this.onClientData);
-    client.on('end', this.onClientEnd);
-    client.on('drain', this.onClientDrain);
-    server.on('end', this.onServerEnd);
-    server.on('drain', this.onServerDrain);
-    // A client that sent its request and FIN at once has had its 'end' already, during the peek.
-    if (client.readableEnded) server.end();
-    else client.resume(); // paused since the peek ended; a new 'data' listener does not undo an explicit pause()
+    // Each direction: write what arrives, stop reading while the writer's buffer is full, resume on its
+    // drain, pass FIN on (`end`) separately so the other half stays open (onRead, onDrain, onEnd).
+    // A client that sent its request and FIN at once has had its EOF already, during the peek.
+    if (this.client.readEnded) server.end();
+    else this.client.resume(); // in case the connect took long enough for the cap to pause it
+    server.resume();
     this.lastActivity = this.activity();
     this.armIdleTimer(this.listener.timeouts.idle);
   }
 
-  private readonly onClientData = (chunk: Buffer): void => {
-    if (!this.upstream!.write(chunk)) this.client.pause();
-  };
+  // ── endpoint events (EndpointSink) ──────────────────────────────────────────────────────────────
 
   /**
-   * The server's bytes, read into SHARED_READ_BUFFER, which the next read of any connection reuses: they
-   * are copied out before returning. Small reads go to Node's pooled allocator; big ones into a ChunkPool
-   * buffer that returns to the pool when its write completes (writes complete in order, so `pooled` is a
-   * FIFO). A write that fails keeps its buffer: libuv may still have held it. Returning false stops
-   * reading until the client drains.
+   * Bytes from either side. Unowned bytes sit in the buffer every endpoint reads into: they are copied
+   * out before returning, small reads into Node's pooled allocator, big ones into a CHUNKS buffer that
+   * the writer gives back when its write completes. False stops reading until the other side drains.
    */
-  private readonly onServerRead = (n: number, buf: Buffer): boolean => {
-    if (this.phase !== 'splice') return true;
+  onRead(side: Side, n: number, buf: Buffer, owned: boolean): boolean {
+    const phase = this.phase;
+    if (phase === 'closed') return false;
     let chunk: Buffer;
-    let ok: boolean;
-    if (n < POOLED_MIN) {
-      chunk = Buffer.allocUnsafe(n);
-      buf.copy(chunk, 0, 0, n);
-      if (this.flightWatch !== undefined && this.flightWatch(chunk)) this.flightWatch = undefined;
-      ok = this.client.write(chunk);
-    } else {
-      const pooled = CHUNKS.take();
-      buf.copy(pooled, 0, 0, n);
-      chunk = pooled.subarray(0, n);
-      if (this.flightWatch !== undefined && this.flightWatch(chunk)) this.flightWatch = undefined;
-      (this.pooled ??= []).push(pooled);
-      ok = this.client.write(chunk, this.onPooledWritten);
+    let pooled: Buffer | undefined;
+    if (owned) chunk = n === buf.length ? buf : buf.subarray(0, n);
+    else {
+      copyOut(n, buf);
+      chunk = copied;
+      pooled = copiedPool;
     }
-    return ok;
-  };
+    if (side === SERVER) {
+      if (this.flightWatch !== undefined && this.flightWatch(chunk)) this.flightWatch = undefined;
+      return this.client.write(chunk, pooled);
+    }
+    if (phase === 'splice') return this.upstream!.write(chunk, pooled);
+    if (pooled !== undefined) {
+      // The peek keeps its bytes until the splice: not a recycled buffer.
+      chunk = Buffer.from(chunk);
+      CHUNKS.give(pooled);
+    }
+    if (phase === 'peek') {
+      this.onPeekData(chunk);
+      return true;
+    }
+    // Connecting: kept for the server, after what the peek saw, up to the same cap as the peek.
+    this.peek.append(chunk);
+    return this.peek.length < this.listener.maxClientHello;
+  }
 
-  private readonly onPooledWritten = (err?: Error | null): void => {
-    const done = this.pooled?.shift();
-    if (done !== undefined && err == null) CHUNKS.give(done);
-  };
+  onEnd(side: Side): void {
+    switch (this.phase) {
+      case 'peek':
+        if (side === CLIENT) this.evaluate('eof');
+        return;
+      case 'splice':
+        if (side === CLIENT) this.upstream!.end();
+        else this.client.end();
+        return;
+      default:
+        // Connecting: the EOF is remembered by the endpoint (readEnded) and passed on at the splice.
+        return;
+    }
+  }
 
-  private readonly onServerDrain = (): void => {
-    this.client.resume();
-  };
+  onDrain(side: Side): void {
+    if (this.phase !== 'splice') return;
+    if (side === CLIENT) this.upstream!.resume();
+    else this.client.resume();
+  }
 
-  private readonly onClientDrain = (): void => {
-    this.upstream!.resume();
-  };
+  onError(side: Side, err: NodeJS.ErrnoException): void {
+    if (side === CLIENT) {
+      this.reason ??= 'client-reset';
+      this.detail ??= err.code ?? err.message;
+      if (this.phase === 'splice' && isReset(err)) this.upstream!.reset();
+    } else {
+      if (this.phase !== 'splice') return; // a connect attempt's failure is its callback's business
+      this.reason ??= 'server-reset';
+      this.detail ??= err.code ?? err.message;
+      if (isReset(err)) this.client.reset();
+    }
+    this.maybeFinish();
+  }
 
-  private readonly onClientEnd = (): void => {
-    this.upstream!.end();
-  };
-
-  private readonly onServerEnd = (): void => {
-    this.client.end();
-  };
+  onClose(side: Side): void {
+    if (side === SERVER) {
+      this.upstreamClosed = true;
+      this.maybeFinish();
+      return;
+    }
+    this.clientClosed = true;
+    if (this.phase === 'peek' || this.phase === 'connect') {
+      // Gone before we spliced: a reset if it errored, otherwise the peek ended without a verdict.
+      this.finish(this.reason ?? (this.phase === 'peek' ? 'peek-eof' : 'client-reset'), this.detail);
+      return;
+    }
+    this.maybeFinish();
+  }
 
   /** The address the client connected to (or, behind a trusted PROXY header, the one it names). */
   private localEnd(): { localIp: string; localPort: number } {
     const d = this.proxyIn?.destination;
     if (d !== undefined && this.proxyIn?.command === 'PROXY') return { localIp: d.address, localPort: d.port };
-    return { localIp: this.client.localAddress ?? '0.0.0.0', localPort: this.client.localPort ?? 0 };
+    const here = this.client.local();
+    return { localIp: here?.address ?? '0.0.0.0', localPort: here?.port ?? 0 };
   }
 
   private activity(): number {
@@ -458,6 +474,7 @@ export class Connection {
    * splice path pays nothing per chunk for idle tracking.
    */
   private armIdleTimer(ms: number): void {
+    if (this.phase !== 'splice') return; // an error may have ended the pair during the splice's setup
     this.timer = setTimeout(this.onIdleTimer, ms);
   }
 
@@ -475,35 +492,6 @@ export class Connection {
 
   // ── close ───────────────────────────────────────────────────────────────────────────────────────
 
-  private readonly onClientError = (err: NodeJS.ErrnoException): void => {
-    this.reason ??= 'client-reset';
-    this.detail ??= err.code ?? err.message;
-    if (this.phase === 'splice' && this.upstream !== undefined && isReset(err)) this.upstream.resetAndDestroy();
-    this.maybeFinish();
-  };
-
-  private readonly onServerError = (err: NodeJS.ErrnoException): void => {
-    this.reason ??= 'server-reset';
-    this.detail ??= err.code ?? err.message;
-    if (isReset(err) && !this.client.destroyed) this.client.resetAndDestroy();
-    this.maybeFinish();
-  };
-
-  private readonly onClientClose = (): void => {
-    this.clientClosed = true;
-    if (this.phase === 'peek' || this.phase === 'connect') {
-      // Gone before we spliced: a reset if it errored, otherwise the peek ended without a verdict.
-      this.finish(this.reason ?? (this.phase === 'peek' ? 'peek-eof' : 'client-reset'), this.detail);
-      return;
-    }
-    this.maybeFinish();
-  };
-
-  private readonly onServerClose = (): void => {
-    this.upstreamClosed = true;
-    this.maybeFinish();
-  };
-
   private maybeFinish(): void {
     if (this.phase !== 'splice') return;
     if (this.reason !== undefined) {
@@ -520,8 +508,8 @@ export class Connection {
     this.phase = 'closed';
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
-    if (!this.client.destroyed) this.client.destroy();
-    if (this.upstream !== undefined && !this.upstream.destroyed) this.upstream.destroy();
+    this.client.destroy();
+    this.upstream?.destroy();
     if (wasSplicing) this.pool!.state.onDisconnect(this.serverIndex!);
     this.closeReason = reason;
     this.closeDetail = detail ?? (reason === this.reason ? this.detail : undefined);
@@ -538,7 +526,10 @@ export class Connection {
       listener: this.listener.name,
       client: formatAddress(this.clientIp, this.clientPort),
     };
-    if (this.proxyIn !== undefined) out['peer'] = formatAddress(this.client.remoteAddress, this.client.remotePort);
+    if (this.proxyIn !== undefined) {
+      const peer = this.client.remote();
+      out['peer'] = formatAddress(peer?.address, peer?.port);
+    }
     if (f !== undefined) {
       out['protocol'] = f.protocol;
       if (f.sni !== undefined) out['sni'] = f.sni;

@@ -5,6 +5,7 @@ import type { ListenerConfig, PoolConfig } from '../config/types.js';
 import type { PoolState } from '../routing/pool-state.js';
 import type { PoolAffinity } from './affinity-pool.js';
 import type { Connection } from './connection.js';
+import type { IoEngine } from './io-engine.js';
 import type { CloseReason } from './reasons.js';
 
 export interface PoolRuntime {
@@ -22,6 +23,8 @@ export interface ListenerContext {
   readonly logger: Logger;
   /** Log peeked bytes in hex at debug level (explicit opt-in: design.md §4). */
   readonly rawBytes: boolean;
+  /** How server connections are opened (the accepted side is the listener's business). */
+  readonly engine: IoEngine;
   nextConnectionId(): number;
   /** Called once per connection; `conn.closeLogFields()` gives the close line. */
   onClose(conn: Connection, reason: CloseReason): void;

@@ -2,7 +2,7 @@
 // connection, reload (SIGHUP) and graceful shutdown (SIGTERM/SIGINT). Signals themselves are wired in
 // src/cli: this module never exits the process.
 import { closeSync, openSync } from 'node:fs';
-import net, { type AddressInfo, type Server, type Socket } from 'node:net';
+import net, { type AddressInfo, type Server } from 'node:net';
 import { devNull } from 'node:os';
 import type { Logger } from 'pino';
 import type { ListenerConfig, TwinportConfig } from '../config/types.js';
@@ -11,7 +11,9 @@ import { PoolState } from '../routing/pool-state.js';
 import type { AffinityStats } from './affinity-pool.js';
 import { AffinitySet } from './affinity-set.js';
 import { Connection } from './connection.js';
+import type { Endpoint } from './endpoint.js';
 import { HealthChecker } from './health-checker.js';
+import { acceptEndpoints, resolveIoEngine, type IoEngine } from './io-engine.js';
 import type { ListenerContext, PoolRuntime } from './listener-context.js';
 import { CLOSE_REASONS, type CloseReason } from './reasons.js';
 
@@ -43,9 +45,12 @@ export class ProxyRuntime {
   readonly health: HealthChecker;
   /** TLS affinity tables and stores of `affinity: tls` pools (docs/affinity.md). */
   private readonly affinity: AffinitySet;
+  /** Fixed for the process's life: a reload that changes io_engine is reported and not applied. */
+  readonly engine: IoEngine;
 
   constructor(config: TwinportConfig, logger: Logger) {
     this.config = config;
+    this.engine = resolveIoEngine(config.ioEngine);
     this.logger = logger;
     this.health = new HealthChecker(logger);
     this.affinity = new AffinitySet(logger);
@@ -80,6 +85,9 @@ export class ProxyRuntime {
    * they were accepted with. Listeners whose bind disappeared stop accepting; new binds are opened.
    */
   async reload(config: TwinportConfig): Promise<void> {
+    if (config.ioEngine !== this.config.ioEngine) {
+      this.logger.warn({ running: this.engine, configured: config.ioEngine }, 'io_engine changes need a restart: keeping the running engine');
+    }
     const pools = this.buildPools(config);
     // Before any connection sees the new PoolStates: servers that stay keep their health.
     this.health.apply(pools);
@@ -148,6 +156,7 @@ export class ProxyRuntime {
       hasSilentRoute: listener.routes.some((r) => r.match.protocol?.includes('silent') === true),
       logger,
       rawBytes: this.config.log.rawBytes,
+      engine: this.engine,
       nextConnectionId: () => this.nextId++,
       onClose: (conn, reason) => this.onClose(conn, reason),
       onServerFailure: (pool, index, why) => {
@@ -161,8 +170,6 @@ export class ProxyRuntime {
   private async bind(l: ListenerConfig): Promise<void> {
     const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false, noDelay: true });
     const handle: ListenerHandle = { server, ctx: this.contextFor(l, this.pools), active: 0 };
-    server.on('connection', (socket: Socket) => this.onAccept(handle, socket));
-    server.on('error', (err: NodeJS.ErrnoException) => this.onAcceptError(handle, err));
     await new Promise<void>((resolve, reject) => {
       const onError = (err: Error): void => {
         reject(new TwinportError('TWP_ERR_LISTEN', `${l.name} (${l.bind.text}): ${err.message}`, { cause: err }));
@@ -173,15 +180,21 @@ export class ProxyRuntime {
         resolve();
       });
     });
+    acceptEndpoints(
+      this.engine,
+      server,
+      (ep) => this.onAccept(handle, ep),
+      (err) => this.onAcceptError(handle, err),
+    );
     this.handles.set(l.bind.text, handle);
     const a = server.address() as AddressInfo;
-    this.logger.info({ listener: l.name, address: `${a.address}:${a.port}` }, 'listening');
+    this.logger.info({ listener: l.name, address: `${a.address}:${a.port}`, engine: this.engine }, 'listening');
   }
 
-  private onAccept(handle: ListenerHandle, socket: Socket): void {
+  private onAccept(handle: ListenerHandle, client: Endpoint): void {
     this.stats.accepted++;
     const ctx = handle.ctx;
-    const conn = new Connection(socket, ctx);
+    const conn = new Connection(client, ctx);
     this.connections.add(conn);
     handle.active++;
     conn.owner = handle;

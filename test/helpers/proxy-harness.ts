@@ -57,8 +57,16 @@ export interface RunningProxy {
   stop(): Promise<void>;
 }
 
+/**
+ * `npm test` runs the proxy's integration tests a second time with TWINPORT_TEST_IO_ENGINE=streams
+ * (scripts/test.mjs), so both engines (docs/io-engine.md) pass the same suite. A config that names its
+ * engine keeps it.
+ */
+export const TEST_IO_ENGINE = process.env['TWINPORT_TEST_IO_ENGINE'] as 'libuv' | 'streams' | undefined;
+
 export async function startProxy(yaml: string, file = 'test.yaml'): Promise<RunningProxy> {
-  const config = parseConfigText(yaml, file);
+  let config = parseConfigText(yaml, file);
+  if (TEST_IO_ENGINE !== undefined && !/^io_engine:/m.test(yaml)) config = { ...config, ioEngine: TEST_IO_ENGINE };
   const logs = new LogSink();
   const logger = pino({ level: 'debug' }, logs.stream);
   const runtime = new ProxyRuntime(config, logger);

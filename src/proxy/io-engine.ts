@@ -1,0 +1,85 @@
+// Which Endpoint implementation carries the bytes (config `io_engine`, docs/io-engine.md): `libuv`, Node's
+// stream handles driven directly (the default wherever this Node offers them), or `streams`, net.Socket.
+import net, { isIP, type Server } from 'node:net';
+import type { ServerAddress } from '../config/types.js';
+import { TwinportError } from '../errors.js';
+import { SHARED_READ_BUFFER, SocketEndpoint, type Endpoint } from './endpoint.js';
+import { connectHandle, errnoError, HandleEndpoint } from './handle-endpoint.js';
+import { LIBUV, type StreamHandle } from './libuv.js';
+
+export type IoEngineSetting = 'auto' | 'libuv' | 'streams';
+export type IoEngine = 'libuv' | 'streams';
+
+export function resolveIoEngine(setting: IoEngineSetting, libuvAvailable = LIBUV !== undefined): IoEngine {
+  if (setting === 'streams') return 'streams';
+  if (libuvAvailable) return 'libuv';
+  if (setting === 'auto') return 'streams';
+  throw new TwinportError('TWP_ERR_IO_ENGINE', `io_engine: libuv is not available in Node ${process.version} (use auto or streams)`);
+}
+
+/**
+ * Connects to a server. With `libuv`, IP literals and unix paths get a handle of their own; a host name
+ * still goes through net.connect, which resolves it (and races its addresses, autoSelectFamily).
+ */
+export function connectEndpoint(engine: IoEngine, addr: ServerAddress, done: (err: NodeJS.ErrnoException | undefined) => void): Endpoint {
+  const uv = LIBUV;
+  if (engine === 'libuv' && uv !== undefined) {
+    if (addr.path !== undefined) return connectHandle(uv, { path: addr.path }, done);
+    if (isIP(addr.host!) !== 0) return connectHandle(uv, { host: addr.host!, port: addr.port! }, done);
+  }
+  // The server's bytes are read into the shared buffer (onread) instead of a new 64 KiB allocation per
+  // read pushed through a Readable.
+  let ep: SocketEndpoint | undefined;
+  const onread = { buffer: SHARED_READ_BUFFER, callback: (n: number, buf: Uint8Array) => ep!.onSharedRead(n, buf as Buffer) };
+  const sock =
+    addr.path !== undefined
+      ? net.connect({ path: addr.path, allowHalfOpen: true, onread })
+      : net.connect({ host: addr.host!, port: addr.port!, allowHalfOpen: true, noDelay: true, onread });
+  ep = new SocketEndpoint(sock);
+  let settled = false;
+  sock.once('connect', () => {
+    settled = true;
+    done(undefined);
+  });
+  sock.once('error', (err: NodeJS.ErrnoException) => {
+    if (settled) return;
+    settled = true;
+    done(err);
+  });
+  return ep;
+}
+
+/**
+ * Makes `server` hand its accepted connections to `onAccept` as endpoints of `engine`, and accept(2)
+ * failures to `onError`. With `libuv` the raw handle is taken before net.Server wraps it in a Socket;
+ * this works for a cluster worker's server too, whose handle the primary sends (round-robin) or
+ * shares (none).
+ */
+export function acceptEndpoints(
+  engine: IoEngine,
+  server: Server,
+  onAccept: (ep: Endpoint) => void,
+  onError: (err: NodeJS.ErrnoException) => void,
+): void {
+  const uv = LIBUV;
+  const listening = (server as unknown as { _handle: { onconnection: unknown } | null })._handle;
+  if (engine === 'streams' || uv === undefined || listening === null) {
+    server.on('connection', (socket: net.Socket) => {
+      const ep = new SocketEndpoint(socket);
+      socket.on('data', ep.onData);
+      // Until the connection attaches (synchronously, below), nothing can have been read.
+      onAccept(ep);
+    });
+    server.on('error', onError);
+    return;
+  }
+  server.on('error', onError);
+  listening.onconnection = (status: number, handle: StreamHandle | undefined): void => {
+    if (status !== 0 || handle === undefined) {
+      onError(errnoError(status, 'accept'));
+      return;
+    }
+    handle.setNoDelay?.(true);
+    onAccept(new HandleEndpoint(handle, uv));
+  };
+}
