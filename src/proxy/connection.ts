@@ -82,8 +82,11 @@ export class Connection implements EndpointSink {
   private proxyOutLength = 0;
   private lastActivity = 0;
   /** Client address as routing and logs know it: a trusted PROXY header's source replaces the socket's. */
-  private clientIp: string;
-  private clientPort: number | undefined;
+  /**
+   * Looked up (getpeername) only when something needs it: a `source` rule, `balance: hash`, a PROXY
+   * header in or out, the close line. HAProxy gets it from accept(2); libuv does not keep it.
+   */
+  private clientAddress: { readonly ip: string; readonly port: number | undefined } | undefined;
   /** The ClientHello, kept for `affinity: tls` pools only (docs/affinity.md). */
   private tlsHello: TlsFields | undefined;
   private affinity: { readonly pool: PoolAffinity; readonly choice: AffinityChoice } | undefined;
@@ -98,10 +101,20 @@ export class Connection implements EndpointSink {
   ) {
     this.id = ctx.nextConnectionId();
     this.listener = ctx.listener;
-    const peer = client.remote();
-    this.clientIp = peer?.address ?? '';
-    this.clientPort = peer?.port;
     this.detector = new Detector({ maxHelloBytes: this.listener.maxClientHello, maxHeadBytes: this.listener.maxClientHello });
+  }
+
+  private get clientIp(): string {
+    return (this.clientAddress ??= this.peerAddress()).ip;
+  }
+
+  private get clientPort(): number | undefined {
+    return (this.clientAddress ??= this.peerAddress()).port;
+  }
+
+  private peerAddress(): { ip: string; port: number | undefined } {
+    const peer = this.client.remote();
+    return { ip: peer?.address ?? '', port: peer?.port };
   }
 
   get closed(): boolean {
@@ -114,7 +127,9 @@ export class Connection implements EndpointSink {
 
   start(): void {
     this.client.attach(this, CLIENT);
-    if (this.client.remote() === undefined) {
+    // The close line names the client even after a reset, when getpeername no longer can.
+    if (this.ctx.logger.isLevelEnabled('info')) this.clientAddress ??= this.peerAddress();
+    if (this.client.checksPeerAtAccept && this.client.remote() === undefined) {
       // The peer vanished between accept and now: nothing to serve, but still one log line.
       this.finish('client-reset', 'socket closed before accept completed');
       return;
@@ -223,8 +238,7 @@ export class Connection implements EndpointSink {
     this.proxyIn = header;
     this.proxyInLength = header.length;
     if (header.command === 'PROXY' && header.source !== undefined && header.family !== 'UNKNOWN') {
-      this.clientIp = header.source.address;
-      this.clientPort = header.source.port;
+      this.clientAddress = { ip: header.source.address, port: header.source.port };
     }
     return true;
   }
@@ -237,7 +251,7 @@ export class Connection implements EndpointSink {
 
   private dispatch(facts: PeekFacts, onNoRoute: () => void): void {
     this.facts = facts;
-    const route = matchRoute(this.listener.routes, { ...facts, sourceIp: this.clientIp });
+    const route = matchRoute(this.listener.routes, { ...facts, sourceIp: this.ctx.routesUseSource ? this.clientIp : '' });
     if (route === undefined) {
       onNoRoute();
       return;
@@ -287,7 +301,7 @@ export class Connection implements EndpointSink {
         : learned ??
           pool.state.pick(
             {
-              sourceIp: this.clientIp,
+              sourceIp: pool.config.balance === 'hash' ? this.clientIp : '',
               ...(facts.sni !== undefined && { sni: facts.sni }),
               ...(facts.host !== undefined && { host: facts.host }),
             },

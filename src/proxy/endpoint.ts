@@ -40,6 +40,11 @@ export interface Endpoint {
   readonly bytesWritten: number;
   /** undefined when the socket is no longer connected (the peer left between accept and now). */
   remote(): PeerAddress | undefined;
+  /**
+   * net.Socket looks the peer up at accept; a peer gone by then means a socket that never carried
+   * anything. Handles skip that lookup: a peer gone early shows up as the first read's reset or EOF.
+   */
+  readonly checksPeerAtAccept: boolean;
   local(): PeerAddress | undefined;
   /** Events go to `sink` from now on; before, they are dropped (a failed connect attempt's close). */
   attach(sink: EndpointSink, side: Side): void;
@@ -74,6 +79,7 @@ const NO_SINK: EndpointSink = {
 
 /** The `streams` engine: a net.Socket (created with allowHalfOpen; see runtime.ts and connectEndpoint). */
 export class SocketEndpoint implements Endpoint {
+  readonly checksPeerAtAccept = true;
   private sink: EndpointSink = NO_SINK;
   private side: Side = CLIENT;
 

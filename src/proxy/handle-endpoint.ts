@@ -7,7 +7,6 @@
 // inside the connection (readStart, write, shutdown) are reported on the next tick, as net.Socket
 // does, so the connection never sees an error in the middle of its own call.
 import { constants as osConstants } from 'node:os';
-import { isIPv6 } from 'node:net';
 import { getSystemErrorName } from 'node:util';
 import { CHUNKS, CLIENT, SHARED_READ_BUFFER, type Endpoint, type EndpointSink, type PeerAddress, type Side } from './endpoint.js';
 import type { ConnectReq, Libuv, ShutdownReq, SocketName, StreamHandle, WriteReq } from './libuv.js';
@@ -63,6 +62,7 @@ function onShutdownDone(this: ShutdownReq): void {
 }
 
 export class HandleEndpoint implements Endpoint {
+  readonly checksPeerAtAccept = false;
   private sink: EndpointSink = NO_SINK;
   private side: Side = CLIENT;
   private reading = false;
@@ -266,7 +266,7 @@ export class HandleEndpoint implements Endpoint {
 /** A server endpoint on a new handle; `done` gets the connect's outcome, on a later tick. */
 export function connectHandle(
   uv: Libuv,
-  to: { readonly host: string; readonly port: number } | { readonly path: string },
+  to: { readonly host: string; readonly port: number; readonly ipv6: boolean } | { readonly path: string },
   done: (err: NodeJS.ErrnoException | undefined) => void,
 ): HandleEndpoint {
   const pipe = 'path' in to;
@@ -285,7 +285,7 @@ export function connectHandle(
   };
   let err: number;
   if (pipe) err = handle.connect(req, to.path);
-  else if (isIPv6(to.host)) err = handle.connect6!(req, to.host, to.port);
+  else if (to.ipv6) err = handle.connect6!(req, to.host, to.port);
   else err = handle.connect(req, to.host, to.port);
   if (err !== 0) {
     ep.destroy();

@@ -17,6 +17,14 @@ export function resolveIoEngine(setting: IoEngineSetting, libuvAvailable = LIBUV
   throw new TwinportError('TWP_ERR_IO_ENGINE', `io_engine: libuv is not available in Node ${process.version} (use auto or streams)`);
 }
 
+/** isIP per server address, remembered: for an IPv4 address it also runs Node's long IPv6 regex. */
+const FAMILIES = new WeakMap<ServerAddress, number>();
+function familyOf(addr: ServerAddress): number {
+  let f = FAMILIES.get(addr);
+  if (f === undefined) FAMILIES.set(addr, (f = isIP(addr.host!)));
+  return f;
+}
+
 /**
  * Connects to a server. With `libuv`, IP literals and unix paths get a handle of their own; a host name
  * still goes through net.connect, which resolves it (and races its addresses, autoSelectFamily).
@@ -25,7 +33,8 @@ export function connectEndpoint(engine: IoEngine, addr: ServerAddress, done: (er
   const uv = LIBUV;
   if (engine === 'libuv' && uv !== undefined) {
     if (addr.path !== undefined) return connectHandle(uv, { path: addr.path }, done);
-    if (isIP(addr.host!) !== 0) return connectHandle(uv, { host: addr.host!, port: addr.port! }, done);
+    const family = familyOf(addr);
+    if (family !== 0) return connectHandle(uv, { host: addr.host!, port: addr.port!, ipv6: family === 6 }, done);
   }
   // The server's bytes are read into the shared buffer (onread) instead of a new 64 KiB allocation per
   // read pushed through a Readable.

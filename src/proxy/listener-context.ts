@@ -20,6 +20,8 @@ export interface ListenerContext {
   readonly pools: ReadonlyMap<string, PoolRuntime>;
   /** A `protocol: silent` route exists: only then is `timeouts.silent` acted on. */
   readonly hasSilentRoute: boolean;
+  /** Some route matches on `source`: only then does routing need the client's address. */
+  readonly routesUseSource: boolean;
   readonly logger: Logger;
   /** Log peeked bytes in hex at debug level (explicit opt-in: design.md §4). */
   readonly rawBytes: boolean;

@@ -154,6 +154,7 @@ export class ProxyRuntime {
       listener,
       pools,
       hasSilentRoute: listener.routes.some((r) => r.match.protocol?.includes('silent') === true),
+      routesUseSource: listener.routes.some((r) => r.match.source !== undefined),
       logger,
       rawBytes: this.config.log.rawBytes,
       engine: this.engine,
