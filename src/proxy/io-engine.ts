@@ -60,9 +60,9 @@ export function connectEndpoint(engine: IoEngine, addr: ServerAddress, done: (er
 
 /**
  * Makes `server` hand its accepted connections to `onAccept` as endpoints of `engine`, and accept(2)
- * failures to `onError`. With `libuv` the raw handle is taken before net.Server wraps it in a Socket;
- * this works for a cluster worker's server too, whose handle the primary sends (round-robin) or
- * shares (none).
+ * failures to `onError`. Call it before `listen`. With `libuv` the raw handle is taken before
+ * net.Server wraps it in a Socket, from 'listening' on; this works for a cluster worker's server too,
+ * whose handle the primary sends (round-robin) or shares (none).
  */
 export function acceptEndpoints(
   engine: IoEngine,
@@ -70,25 +70,28 @@ export function acceptEndpoints(
   onAccept: (ep: Endpoint) => void,
   onError: (err: NodeJS.ErrnoException) => void,
 ): void {
-  const uv = LIBUV;
-  const listening = (server as unknown as { _handle: { onconnection: unknown } | null })._handle;
-  if (engine === 'streams' || uv === undefined || listening === null) {
-    server.on('connection', (socket: net.Socket) => {
-      const ep = new SocketEndpoint(socket);
-      socket.on('data', ep.onData);
-      // Until the connection attaches (synchronously, below), nothing can have been read.
-      onAccept(ep);
-    });
+  // Always there, even with `libuv`: a round-robin cluster worker can be handed a connection in the same
+  // IPC read as its listen reply, which net passes to its own onconnection before 'listening' is
+  // emitted. Such a connection arrives here as a net.Socket and is served by the `streams` endpoint.
+  server.on('connection', (socket: net.Socket) => {
+    const ep = new SocketEndpoint(socket);
+    socket.on('data', ep.onData);
+    // Until the connection attaches (synchronously, below), nothing can have been read.
+    onAccept(ep);
+  });
+  server.once('listening', () => {
+    // Not before: an error while binding is the caller's (listen) business.
     server.on('error', onError);
-    return;
-  }
-  server.on('error', onError);
-  listening.onconnection = (status: number, handle: StreamHandle | undefined): void => {
-    if (status !== 0 || handle === undefined) {
-      onError(errnoError(status, 'accept'));
-      return;
-    }
-    handle.setNoDelay?.(true);
-    onAccept(new HandleEndpoint(handle, uv));
-  };
+    const uv = LIBUV;
+    const listening = (server as unknown as { _handle: { onconnection: unknown } | null })._handle;
+    if (engine === 'streams' || uv === undefined || listening === null) return;
+    listening.onconnection = (status: number, handle: StreamHandle | undefined): void => {
+      if (status !== 0 || handle === undefined) {
+        onError(errnoError(status, 'accept'));
+        return;
+      }
+      handle.setNoDelay?.(true);
+      onAccept(new HandleEndpoint(handle, uv));
+    };
+  });
 }

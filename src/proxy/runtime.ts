@@ -171,6 +171,12 @@ export class ProxyRuntime {
   private async bind(l: ListenerConfig): Promise<void> {
     const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false, noDelay: true });
     const handle: ListenerHandle = { server, ctx: this.contextFor(l, this.pools), active: 0 };
+    acceptEndpoints(
+      this.engine,
+      server,
+      (ep) => this.onAccept(handle, ep),
+      (err) => this.onAcceptError(handle, err),
+    );
     await new Promise<void>((resolve, reject) => {
       const onError = (err: Error): void => {
         reject(new TwinportError('TWP_ERR_LISTEN', `${l.name} (${l.bind.text}): ${err.message}`, { cause: err }));
@@ -181,12 +187,6 @@ export class ProxyRuntime {
         resolve();
       });
     });
-    acceptEndpoints(
-      this.engine,
-      server,
-      (ep) => this.onAccept(handle, ep),
-      (err) => this.onAcceptError(handle, err),
-    );
     this.handles.set(l.bind.text, handle);
     const a = server.address() as AddressInfo;
     this.logger.info({ listener: l.name, address: `${a.address}:${a.port}`, engine: this.engine }, 'listening');
