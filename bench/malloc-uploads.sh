@@ -1,11 +1,13 @@
 #!/bin/sh
-# What bin/twinport's malloc tuning does for uploads (client→server bulk), which still read through
-# Node's default path (a fresh buffer per read; the server side uses the ChunkPool). Not a scenario of
+# What bin/twinport's malloc tuning does for uploads (client→server bulk). With `io_engine: streams` the
+# client side reads through Node's default path (a fresh buffer per read); with `libuv` (the default)
+# both sides read into the shared buffer and copy into the ChunkPool. Not a scenario of
 # the runner (autocannon reports response bytes, not request bytes): twinport pinned to the last CPU in
 # front of a Node sink that discards bodies, 8 connections POSTing 1 MiB bodies for 5 s after a 1 s
 # warm-up, with and without the tuning, three pairs; CPU and minor faults from /proc/<pid>/stat.
 #
-#   sh bench/malloc-uploads.sh            (after npm run build)
+#   sh bench/malloc-uploads.sh                     (after npm run build; engine: auto)
+#   IO_ENGINE=streams sh bench/malloc-uploads.sh
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 dir=$(mktemp -d)
@@ -23,6 +25,7 @@ JS
 node "$dir/sink.mjs" > "$dir/sink.port" & sink=$!
 sleep 0.5
 cat > "$dir/tw.yaml" <<YAML
+io_engine: ${IO_ENGINE:-auto}
 listeners:
   - name: up
     bind: "127.0.0.1:0"

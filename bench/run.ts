@@ -388,12 +388,23 @@ async function main(): Promise<void> {
     }
 
     const warmupSec = opts.quick ? 0 : 1;
+    const died = new Set<string>();
     for (const s of LOAD_SCENARIOS.filter((x) => opts.groups.includes(x.group))) {
       // Rounds interleave the targets (A B A B …) so that a change in the machine's load hits all of
       // them alike; each cell reports the round with the median CPU per request.
       const rounds = new Map<string, LoadRecord[]>();
       for (let round = 1; round <= opts.rounds; round++) {
         for (const t of running) {
+          const proc = t.child?.proc;
+          if (proc !== undefined && (proc.exitCode !== null || proc.signalCode !== null)) {
+            // A target that died mid-run would otherwise only show as errors and empty cells.
+            if (!died.has(t.name)) {
+              died.add(t.name);
+              const why = proc.signalCode ?? `exit code ${proc.exitCode}`;
+              note(`exited during the run (${why}) before ${s.id}: ${t.child!.stderrTail().trim().split('\n').slice(-3).join(' / ')}`, t.name);
+            }
+            continue;
+          }
           try {
             if (warmupSec > 0 && round === 1) await runAutocannon(loadSpec(t, s, warmupSec), layout.load);
             const tools = wrk ? (['autocannon', 'wrk'] as const) : (['autocannon'] as const);
