@@ -69,7 +69,8 @@ export const SHARED_READ_BUFFER = Buffer.allocUnsafeSlow(READ_SIZE);
 /** 64 buffers: 4 MiB kept at most, enough for a few dozen bulk transfers at once. */
 export const CHUNKS = new ChunkPool(READ_SIZE, 64);
 
-const NO_SINK: EndpointSink = {
+/** The sink of an endpoint nobody has attached yet: reads stop, events go nowhere. */
+export const NO_SINK: EndpointSink = {
   onRead: () => false,
   onEnd: () => {},
   onError: () => {},

@@ -8,7 +8,7 @@
 // does, so the connection never sees an error in the middle of its own call.
 import { constants as osConstants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
-import { CHUNKS, CLIENT, SHARED_READ_BUFFER, type Endpoint, type EndpointSink, type PeerAddress, type Side } from './endpoint.js';
+import { CHUNKS, CLIENT, NO_SINK, SHARED_READ_BUFFER, type Endpoint, type EndpointSink, type PeerAddress, type Side } from './endpoint.js';
 import type { ConnectReq, Libuv, ShutdownReq, SocketName, StreamHandle, WriteReq } from './libuv.js';
 
 /** net.Socket's default writableHighWaterMark. */
@@ -23,14 +23,6 @@ export function errnoError(status: number, syscall: string): NodeJS.ErrnoExcepti
   err.syscall = syscall;
   return err;
 }
-
-const NO_SINK: EndpointSink = {
-  onRead: () => false,
-  onEnd: () => {},
-  onError: () => {},
-  onClose: () => {},
-  onDrain: () => {},
-};
 
 interface OwnedWrite extends WriteReq {
   owner: HandleEndpoint | undefined;

@@ -98,13 +98,21 @@ test('inspect: hex on stdin, need-more for a prefix without --final, reject reas
   t.regex(bad.stderr, /TWP_ERR_INSPECT_INPUT/);
 });
 
-async function ask(port: number): Promise<string> {
+/** One request through `port`: what came back, or why nothing did (given up after `ms`). */
+async function ask(port: number, ms = 10_000): Promise<string> {
   return new Promise((resolve) => {
     const s = net.connect(port, '127.0.0.1');
     let got = '';
+    const timer = setTimeout(() => {
+      s.destroy();
+      resolve(`no answer in ${ms} ms`);
+    }, ms);
     s.on('data', (c: Buffer) => (got += c.toString()));
     s.on('error', (e) => resolve(`error ${(e as NodeJS.ErrnoException).code}`));
-    s.on('close', () => resolve(got));
+    s.on('close', () => {
+      clearTimeout(timer);
+      resolve(got);
+    });
     s.end('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
   });
 }
@@ -227,25 +235,6 @@ test('--workers 2: both workers serve, a killed worker is replaced, SIGHUP reloa
   }
 });
 
-/** ask(), given up after `ms`: a connection nobody reads would otherwise hang the test. */
-function askWithin(port: number, ms: number): Promise<string> {
-  return new Promise((resolve) => {
-    const s = net.connect(port, '127.0.0.1');
-    let got = '';
-    const timer = setTimeout(() => {
-      s.destroy();
-      resolve(`no answer in ${ms} ms`);
-    }, ms);
-    s.on('data', (c: Buffer) => (got += c.toString()));
-    s.on('error', (e) => resolve(`error ${(e as NodeJS.ErrnoException).code}`));
-    s.on('close', () => {
-      clearTimeout(timer);
-      resolve(got);
-    });
-    s.end('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
-  });
-}
-
 // The primary hands a queued connection to a new worker in the same IPC read as the worker's listen
 // reply, before the worker's 'listening' event: it must still be served (it used to be parked unread in
 // a net.Socket nobody listened to; bench M1 saw 1 of 9 900 connections hang). Same when a replacement
@@ -264,7 +253,7 @@ test('--workers 2: connections arriving while the workers start or a replacement
     let after = 0;
     while (Date.now() < deadline && answers.length < 2500 && after < 20) {
       if (until()) after++;
-      for (let i = 0; i < 10; i++) answers.push(askWithin(port, 8000));
+      for (let i = 0; i < 10; i++) answers.push(ask(port, 8000));
       await new Promise((r) => setTimeout(r, 10));
     }
     return Promise.all(answers);
