@@ -394,9 +394,21 @@ export class Connection implements EndpointSink {
   onRead(side: Side, n: number, buf: Buffer, owned: boolean): boolean {
     const phase = this.phase;
     if (phase === 'closed') return false;
+    const own = owned ? (n === buf.length ? buf : buf.subarray(0, n)) : undefined;
+    if (side === CLIENT && phase !== 'splice') {
+      // The peek keeps these bytes until the splice: a copy of their own, never a recycled buffer.
+      const chunk = own ?? Buffer.from(buf.subarray(0, n));
+      if (phase === 'peek') {
+        this.onPeekData(chunk);
+        return true;
+      }
+      // Connecting: kept for the server, after what the peek saw, up to the same cap as the peek.
+      this.peek.append(chunk);
+      return this.peek.length < this.listener.maxClientHello;
+    }
     let chunk: Buffer;
     let pooled: Buffer | undefined;
-    if (owned) chunk = n === buf.length ? buf : buf.subarray(0, n);
+    if (own !== undefined) chunk = own;
     else {
       copyOut(n, buf);
       chunk = copied;
@@ -406,19 +418,7 @@ export class Connection implements EndpointSink {
       if (this.flightWatch !== undefined && this.flightWatch(chunk)) this.flightWatch = undefined;
       return this.client.write(chunk, pooled);
     }
-    if (phase === 'splice') return this.upstream!.write(chunk, pooled);
-    if (pooled !== undefined) {
-      // The peek keeps its bytes until the splice: not a recycled buffer.
-      chunk = Buffer.from(chunk);
-      CHUNKS.give(pooled);
-    }
-    if (phase === 'peek') {
-      this.onPeekData(chunk);
-      return true;
-    }
-    // Connecting: kept for the server, after what the peek saw, up to the same cap as the peek.
-    this.peek.append(chunk);
-    return this.peek.length < this.listener.maxClientHello;
+    return this.upstream!.write(chunk, pooled);
   }
 
   onEnd(side: Side): void {
