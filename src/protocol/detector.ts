@@ -8,9 +8,9 @@
 import { createH2cProbe, type H2cMatch } from './h2c-preface.js';
 import { createHttpProbe, type HttpMatch } from './http-head.js';
 import { createOtherProbes, type OtherMatch } from './other-probes.js';
-import { isRecognisedProxyReject, parseProxyHeader, type ProxyHeader } from './proxy-header.js';
+import { isRecognisedProxyReject, NOT_PROXY, parseProxyHeader, proxySignature, type ProxyHeader } from './proxy-header.js';
 import { createTlsProbe, type TlsMatch } from './tls-client-hello.js';
-import { NEED_MORE, type NeedMore, type ProbeOptions, type Probe, type Protocol, type Reject } from './verdict.js';
+import { NEED_MORE, reject, type NeedMore, type ProbeOptions, type Probe, type Protocol, type Reject } from './verdict.js';
 
 export type ProtocolMatch = TlsMatch | HttpMatch | H2cMatch | OtherMatch;
 
@@ -38,6 +38,12 @@ export interface DetectorOptions {
   readonly maxHeadBytes?: number;
   /** Recognise a PROXY v1/v2 header in front (whether it is trusted is the proxy's decision). */
   readonly proxyHeader?: boolean;
+  /**
+   * Refuse a PROXY header with this reason as soon as its signature is complete, without parsing it: the
+   * source may not send one (`proxy.untrusted`), so its addresses and TLVs (up to 64 KiB of work) are
+   * worth nothing. A detector that parsed a header refuses a second one behind it (`proxy.nested`).
+   */
+  readonly proxyRefusal?: string;
 }
 
 /** Reason for input that no probe recognised. */
@@ -122,12 +128,26 @@ export class Detector {
   }
 
   private detectProxy(bytes: Buffer, opts: ProbeOptions): Detection | undefined {
+    const refusal = this.options.proxyRefusal;
+    if (refusal !== undefined && this.proxySettled === undefined) {
+      const sig = proxySignature(bytes);
+      if (sig === 'complete') return { kind: 'reject', reason: refusal, incomplete: false, reasons: [refusal] };
+      if (sig === 'none') this.proxySettled = reject(NOT_PROXY);
+      return undefined;
+    }
     if (this.proxySettled === undefined) {
       const v = parseProxyHeader(bytes, { final: false });
       if (v.kind === 'need-more') return undefined;
       this.proxySettled =
         v.kind === 'match'
-          ? { kind: 'match', header: v.header, consumed: v.consumed, inner: new Detector({ ...this.options, proxyHeader: false }) }
+          ? {
+              kind: 'match',
+              header: v.header,
+              consumed: v.consumed,
+              // One header, from the balancer we trust: a second one is the client's own, which a backend
+              // that parses PROXY optionally would believe.
+              inner: new Detector({ ...this.options, proxyRefusal: 'proxy.nested' }),
+            }
           : v;
     }
     const p = this.proxySettled;

@@ -29,7 +29,7 @@ export interface HttpFields {
   readonly hostHeader?: string;
   readonly port?: number;
   readonly headerCount: number;
-  /** Bytes up to and including the empty line (and the one leading CRLF, if any). */
+  /** Bytes up to and including the empty line (and the empty lines before the request line, if any). */
   readonly headBytes: number;
 }
 
@@ -46,6 +46,14 @@ export const HTTP_DEFAULT_MAX_HEAD_BYTES = 64 * 1024;
 export const HTTP_DEFAULT_MAX_REQUEST_LINE_BYTES = 8 * 1024;
 /** Longest method we consider (the longest registered method, UPDATEREDIRECTREF, has 17 characters). */
 export const HTTP_MAX_METHOD_LENGTH = 32;
+/**
+ * Longest host we route on (Host, or the authority of an absolute-form or CONNECT target): a DNS name is at
+ * most 255 octets (RFC 1035 §2.3.4), the bound SNI already has. Without it a 64 KiB Host reached the
+ * outgoing PROXY v2 AUTHORITY TLV (one request crashed the process) and made every regex route quadratic.
+ */
+export const HTTP_MAX_HOST_BYTES = 255;
+/** The Host field value may add ":" and five port digits to the host. */
+const MAX_HOST_FIELD_BYTES = HTTP_MAX_HOST_BYTES + ':65535'.length;
 
 const CR = 0x0d;
 const LF = 0x0a;
@@ -68,8 +76,11 @@ function isFieldByte(b: number): boolean {
 
 const VERSION_PREFIX = Buffer.from('HTTP/1.', 'latin1');
 
-// States of the machine. Request line first (failures there mean "not HTTP/1"), then the field lines
-// (failures there are HTTP requests we refuse).
+// States of the machine. The bytes are HTTP's (the probe "claims" them, and every later failure is a
+// refused HTTP request, never "not mine") once they start like a request line: a method token and a space,
+// or an empty line and then a token. Before that, failures mean "not HTTP/1". Claiming that early is what
+// keeps a request that a lenient backend would still serve (two spaces, a non-ASCII target) from being
+// routed as `protocol: other`, past every Host rule.
 const S = {
   start: 0,
   leadingLf: 1,
@@ -108,6 +119,8 @@ class HttpHeadProbe implements Probe<HttpMatch> {
   private targetEnd = 0;
   private versionIndex = 0;
   private recognised = false;
+  /** A bare LF among the empty lines before the request line. */
+  private bareLf = false;
 
   private nameStart = 0;
   private nameEnd = 0;
@@ -126,7 +139,21 @@ class HttpHeadProbe implements Probe<HttpMatch> {
     if (this.result === undefined) this.result = this.scan(bytes);
     if (this.result !== undefined) return this.result;
     if (!opts.final) return NEED_MORE;
-    return this.recognised ? reject('http.head.incomplete', 'http') : reject('http.request-line.incomplete');
+    return this.fail(this.state < S.lineStart ? 'http.request-line.incomplete' : 'http.head.incomplete');
+  }
+
+  private isProxyV1(buf: Buffer): boolean {
+    return this.methodEnd - this.lineStart === 5 && buf.toString('latin1', this.lineStart, this.methodEnd) === 'PROXY';
+  }
+
+  /** The request line so far is the h2c preface's: method "PRI", target "*". */
+  private isPrefaceLine(buf: Buffer): boolean {
+    return (
+      this.methodEnd - this.lineStart === 3 &&
+      buf.toString('latin1', this.lineStart, this.methodEnd) === 'PRI' &&
+      this.targetEnd - this.targetStart === 1 &&
+      buf[this.targetStart] === 0x2a
+    );
   }
 
   /** Not HTTP/1 (before the request line is recognised) or a refused HTTP request (after). */
@@ -138,20 +165,26 @@ class HttpHeadProbe implements Probe<HttpMatch> {
     const end = Math.min(buf.length, this.maxHead);
     for (let i = this.pos; i < end; i++) {
       const b = buf[i]!;
-      // Bound how long garbage can keep us waiting, byte by byte so any chunking gives the same answer.
-      if (!this.recognised && this.state >= S.method && i - this.lineStart >= this.maxRequestLine) {
+      // Bound the request line (and the empty lines before it), byte by byte so any chunking gives the same
+      // answer.
+      if (this.state < S.lineStart && i - this.lineStart >= this.maxRequestLine) {
         return this.stop(i, this.fail('http.request-line.too-long'));
       }
       switch (this.state) {
         case S.start:
-          // RFC 9112 §2.2: a server SHOULD ignore at least one empty line before the request-line. We ignore
-          // exactly one CRLF: enough for the clients that send one, and a fresh connection has no earlier
-          // message whose trailing CRLF could be left over.
-          if (b === CR && i === 0) {
+          // RFC 9112 §2.2: a server SHOULD ignore at least one empty line (CRLF) before the request-line, and
+          // nginx, HAProxy and llhttp skip any number: so do we, bounded by the request-line cap, so that we
+          // route such a request by the Host its server will read. A bare LF is refused like everywhere else.
+          if (b === CR) {
             this.state = S.leadingLf;
+          } else if (b === LF) {
+            this.bareLf = true;
           } else if (TCHAR[b] === 1) {
             this.lineStart = i;
             this.state = S.method;
+            // An empty line and then a token: an HTTP request with leading empty lines.
+            if (i > 0) this.recognised = true;
+            if (this.bareLf) return this.stop(i, this.fail('http.line.bare-lf'));
           } else {
             return this.stop(i, this.fail('http.request-line.invalid'));
           }
@@ -162,7 +195,10 @@ class HttpHeadProbe implements Probe<HttpMatch> {
           break;
         case S.method:
           if (b === SP) {
+            // A method token and a space: from here on these bytes are an HTTP request (module comment),
+            // unless the token is "PROXY", the PROXY v1 signature, which is the PROXY probe's.
             this.methodEnd = i;
+            this.recognised ||= !this.isProxyV1(buf);
             this.targetStart = i + 1;
             this.state = S.target;
           } else if (TCHAR[b] !== 1) {
@@ -186,17 +222,18 @@ class HttpHeadProbe implements Probe<HttpMatch> {
           break;
         case S.version:
           if (b !== VERSION_PREFIX[this.versionIndex]) {
-            // "HTTP/2.0" (the h2c preface's request line) is not HTTP/1.x: not ours.
-            const reason = this.versionIndex === 5 ? 'http.version.not-http1' : 'http.request-line.invalid';
-            return this.stop(i, this.fail(reason));
+            // "PRI * HTTP/2.0" is the h2c preface's first line (RFC 9113 §3.4): not ours, whatever the h2c
+            // probe makes of the rest.
+            if (this.versionIndex === 5) {
+              return this.stop(i, this.isPrefaceLine(buf) ? reject('http.version.not-http1') : this.fail('http.version.not-http1'));
+            }
+            return this.stop(i, this.fail('http.request-line.invalid'));
           }
           this.versionIndex++;
           if (this.versionIndex === VERSION_PREFIX.length) this.state = S.versionMinor;
           break;
         case S.versionMinor:
           if (b < 0x30 || b > 0x39) return this.stop(i, this.fail('http.request-line.invalid'));
-          // From here on these bytes are an HTTP/1.x request line: failures are refused HTTP requests.
-          this.recognised = true;
           // HTTP/1.2–1.9 do not exist; servers disagree on whether to read them as 1.1 (RFC 9110 §2.5) or
           // refuse them, so we refuse rather than guess which the backend does.
           if (b !== 0x30 && b !== 0x31) return this.stop(i, this.fail('http.version.unsupported'));
@@ -286,6 +323,7 @@ class HttpHeadProbe implements Probe<HttpMatch> {
     if (this.hostStart >= 0) return this.fail('http.host.duplicate');
     this.hostStart = this.valueStart < 0 ? this.nameEnd + 1 : this.valueStart;
     this.hostEnd = this.valueStart < 0 ? this.hostStart : this.valueEnd;
+    if (this.hostEnd - this.hostStart > MAX_HOST_FIELD_BYTES) return this.fail('http.host.too-long');
     const parsed = parseAuthority(buf.toString('latin1', this.hostStart, this.hostEnd), false);
     return typeof parsed === 'string' ? this.fail(parsed) : undefined;
   }
@@ -377,6 +415,7 @@ function parseAuthority(text: string, portRequired: boolean): Authority | string
     const colon = text.indexOf(':');
     host = colon < 0 ? text : text.slice(0, colon);
     rest = colon < 0 ? '' : text.slice(colon);
+    if (host.length > HTTP_MAX_HOST_BYTES) return 'http.host.too-long';
     if (!REG_NAME.test(host)) return 'http.host.invalid';
   }
   if (rest === '') return portRequired ? 'http.host.invalid' : { host };

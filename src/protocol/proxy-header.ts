@@ -97,6 +97,12 @@ export const PP2_SUBTYPE_SSL_KEY_ALG = 0x25;
 export const PP2_TYPE_NETNS = 0x30;
 /** Spec §2.2.5: "an opaque byte sequence of up to 128 bytes". */
 export const PP2_UNIQUE_ID_MAX = 128;
+/**
+ * Most TLVs (sub-TLVs of PP2_TYPE_SSL included) one header may carry. Real balancers send a handful
+ * (HAProxy: ALPN, AUTHORITY, UNIQUE_ID, SSL with five sub-TLVs, NETNS, CRC32C); a 64 KiB header of 21 000
+ * NOOPs cost 25 times a typical connection, one object per TLV.
+ */
+export const PP2_MAX_TLVS = 64;
 
 /** Reason for bytes that are not a PROXY header at all. Deliberately not under `proxy.` (see below). */
 export const NOT_PROXY = 'not-proxy';
@@ -123,6 +129,18 @@ export function parseProxyHeader(bytes: Buffer, opts: ProbeOptions, limits: Prox
     return v.kind === 'need-more' && opts.final ? reject('proxy.v1.incomplete') : v;
   }
   return reject(NOT_PROXY);
+}
+
+/**
+ * Whether `bytes` start with a PROXY signature ("PROXY " or the 12-byte v2 one), a strict prefix of one, or
+ * neither: enough to refuse a header without parsing it.
+ */
+export function proxySignature(bytes: Buffer): 'complete' | 'prefix' | 'none' {
+  for (const sig of [PROXY_V2_SIGNATURE, PROXY_V1_PREFIX]) {
+    if (!startsLike(bytes, sig)) continue;
+    return bytes.length >= sig.length ? 'complete' : 'prefix';
+  }
+  return 'none';
 }
 
 /** bytes and sig agree on their common length (so bytes is a prefix of sig, or starts with it). */
@@ -286,6 +304,7 @@ function parseV2Body(header: Buffer, command: number, fam: number): ProxyHeader 
   } = {};
   let crcAt = -1;
   while (!r.atEnd) {
+    if (tlvs.length === PP2_MAX_TLVS) throw new ParseStop('proxy.v2.too-many-tlvs');
     const type = r.u8('proxy.v2.bad-tlv');
     const valueAt = r.offset + 2;
     const value = r.bytes(r.u16('proxy.v2.bad-tlv'), 'proxy.v2.bad-tlv');
@@ -310,7 +329,7 @@ function parseV2Body(header: Buffer, command: number, fam: number): ProxyHeader 
         out.uniqueId = value;
         break;
       case PP2_TYPE_SSL:
-        out.ssl = parseSsl(value);
+        out.ssl = parseSsl(value, PP2_MAX_TLVS - tlvs.length);
         break;
       case PP2_TYPE_NETNS:
         out.netns = decodeUtf8(value);
@@ -344,13 +363,14 @@ function parseV2Body(header: Buffer, command: number, fam: number): ProxyHeader 
 const SINGLE_TLVS = new Set([PP2_TYPE_ALPN, PP2_TYPE_AUTHORITY, PP2_TYPE_CRC32C, PP2_TYPE_UNIQUE_ID, PP2_TYPE_SSL, PP2_TYPE_NETNS]);
 
 /** struct pp2_tlv_ssl { uint8_t client; uint32_t verify; struct pp2_tlv sub_tlv[0]; } (spec §2.2.6) */
-function parseSsl(value: Buffer): ProxySsl {
+function parseSsl(value: Buffer, maxSubTlvs: number): ProxySsl {
   const r = new ByteReader(value);
   const client = r.u8('proxy.v2.bad-tlv');
   const verify = r.u32('proxy.v2.bad-tlv');
   const subTlvs: ProxyTlv[] = [];
   const strings: { version?: string; cn?: string; cipher?: string; sigAlg?: string; keyAlg?: string } = {};
   while (!r.atEnd) {
+    if (subTlvs.length >= maxSubTlvs) throw new ParseStop('proxy.v2.too-many-tlvs');
     const type = r.u8('proxy.v2.bad-tlv');
     const sub = r.bytes(r.u16('proxy.v2.bad-tlv'), 'proxy.v2.bad-tlv');
     subTlvs.push({ type, value: sub });
@@ -380,15 +400,25 @@ function decodeUtf8(b: Buffer): string {
   }
 }
 
-/** sun_path: NUL-terminated; a leading NUL is a Linux abstract socket, shown as "@name". */
+/**
+ * sun_path: NUL-terminated; a leading NUL is a Linux abstract socket, shown as "@name". A path is accepted
+ * only if it reads back to the same 108 bytes when re-encoded (proxy-header-build.ts, for a server with
+ * `send_proxy: v2`): so it must end with a NUL inside the 108 bytes, and a path must be UTF-8 (a U+FFFD
+ * replacement would re-encode to other, longer bytes).
+ */
 function decodeUnixPath(b: Buffer): string {
+  if (b[b.length - 1] !== 0) throw new ParseStop('proxy.v2.bad-address');
   if (b[0] === 0) {
     let end = b.length;
     while (end > 1 && b[end - 1] === 0) end--;
     return end <= 1 ? '' : `@${b.toString('latin1', 1, end)}`;
   }
   const nul = b.indexOf(0);
-  return b.toString('utf8', 0, nul < 0 ? b.length : nul);
+  try {
+    return UTF8.decode(b.subarray(0, nul));
+  } catch {
+    throw new ParseStop('proxy.v2.bad-address');
+  }
 }
 
 export function formatIPv4(b: Buffer): string {

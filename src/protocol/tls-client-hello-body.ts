@@ -22,6 +22,23 @@ import { reject, type Reject } from './verdict.js';
 /** RFC 6066 §3 allows 2^16-1; DNS names are at most 255 octets on the wire (RFC 1035 §2.3.4). */
 export const MAX_SNI_BYTES = 255;
 
+// Caps on list lengths. The walk is linear, but a 64 KiB hello of one long list turned into 16 000–32 000
+// numbers or strings cost 3–25 times a typical connection (docs/security.md). Each cap is far above what any
+// client sends (browsers: ~16 suites, ~18 extensions, 2 ALPN names, 1–2 PSK identities; scanners that
+// offer every suite known: under 400) and is refused with its own reason.
+/** Cipher suites (a u16 each). */
+export const MAX_CIPHER_SUITES = 1024;
+/** Extensions in one hello (GREASE included). */
+export const MAX_EXTENSIONS = 128;
+/** ALPN protocol names. */
+export const MAX_ALPN_NAMES = 64;
+/** PSK identities (RFC 8446 §4.2.11): one per ticket a client offers. */
+export const MAX_PSK_IDENTITIES = 16;
+/** Entries of the other u16 lists of up to 2^16-1 bytes: supported_groups, signature_algorithms. */
+export const MAX_LIST_ENTRIES = 1024;
+/** key_share entries (one per group the client sends a share for). */
+export const MAX_KEY_SHARES = 64;
+
 function fail(reason: string): never {
   throw new ParseStop(reason);
 }
@@ -57,9 +74,13 @@ function copyOf(buf: Buffer, at: number, n: number): Buffer {
   return out;
 }
 
-/** The u16 values of a `<2..>` list in buf[at, at + n) (groups, schemes, versions): non-empty, even length. */
-function u16List(buf: Buffer, at: number, n: number, reason: string): number[] {
+/**
+ * The u16 values of a `<2..>` list in buf[at, at + n) (groups, schemes, versions): non-empty, even length,
+ * at most `max` entries (else `tooMany`).
+ */
+function u16List(buf: Buffer, at: number, n: number, reason: string, max = Infinity, tooMany = reason): number[] {
   if (n === 0 || n % 2 !== 0) fail(reason);
+  if (n >> 1 > max) fail(tooMany);
   const out = new Array<number>(n >> 1);
   for (let i = 0; i < out.length; i++) out[i] = (buf[at + 2 * i]! << 8) | buf[at + 2 * i + 1]!;
   return out;
@@ -124,6 +145,7 @@ function readAlpn(r: ByteReader, buf: Buffer): string[] {
   if (r.wholeVec16(ALPN_LENGTH) === 0) fail('tls.alpn.empty-list');
   const names: string[] = [];
   while (!r.atEnd) {
+    if (names.length === MAX_ALPN_NAMES) fail('tls.alpn.too-many');
     const n = r.u8(ALPN_LENGTH);
     const at = r.take(n, ALPN_LENGTH);
     if (n === 0) fail('tls.alpn.empty-name');
@@ -137,6 +159,7 @@ function readKeyShareGroups(r: ByteReader): number[] {
   r.wholeVec16(KEYSHARE_LENGTH);
   const groups: number[] = [];
   while (!r.atEnd) {
+    if (groups.length === MAX_KEY_SHARES) fail('tls.keyshare.too-many');
     groups.push(r.u16(KEYSHARE_LENGTH));
     // opaque key_exchange<1..2^16-1>
     const n = r.u16(KEYSHARE_LENGTH);
@@ -157,6 +180,7 @@ function readPskIdentities(r: ByteReader, buf: Buffer): Buffer[] {
   if (r.atEnd) fail(PSK_LENGTH);
   const identities: Buffer[] = [];
   while (!r.atEnd) {
+    if (identities.length === MAX_PSK_IDENTITIES) fail('tls.psk.too-many');
     const n = r.u16(PSK_LENGTH);
     const at = r.take(n, PSK_LENGTH);
     if (n === 0) fail(PSK_LENGTH);
@@ -167,6 +191,8 @@ function readPskIdentities(r: ByteReader, buf: Buffer): Buffer[] {
   if (r.wholeVec16(PSK_LENGTH) === 0) fail(PSK_LENGTH);
   let binderCount = 0;
   while (!r.atEnd) {
+    // More binders than identities fails below anyway; stop counting as soon as it is certain.
+    if (binderCount > identities.length) fail('tls.psk.binder-count');
     const n = r.u8(PSK_LENGTH);
     r.skip(n, PSK_LENGTH);
     if (n < 32) fail(PSK_LENGTH);
@@ -266,7 +292,7 @@ function walkBody(buf: Buffer, start: number, end: number, records: number): Cli
   const sidAt = r.take(sidLength, SESSION_ID);
   if (sidLength > MAX_SESSION_ID_BYTES) fail(SESSION_ID);
   const csLength = r.u16(CIPHERS);
-  const cipherSuites = u16List(buf, r.take(csLength, CIPHERS), csLength, CIPHERS);
+  const cipherSuites = u16List(buf, r.take(csLength, CIPHERS), csLength, CIPHERS, MAX_CIPHER_SUITES, 'tls.hello.too-many-ciphers');
   const cmLength = r.u8(COMPRESSION);
   const cmAt = r.take(cmLength, COMPRESSION);
   if (cmLength === 0) fail(COMPRESSION);
@@ -293,6 +319,7 @@ function walkBody(buf: Buffer, start: number, end: number, records: number): Cli
   let seen: Set<number> | undefined;
   let pskSeen = false;
   while (!r.atEnd) {
+    if (types.length === MAX_EXTENSIONS) fail('tls.ext.too-many');
     const type = r.u16(EXT_LENGTH);
     // Extension = ExtensionType(2) | extension_data<0..2^16-1>: until `leave`, reads end with the data.
     const outer = r.enter16(EXT_LENGTH);
@@ -325,17 +352,17 @@ function walkBody(buf: Buffer, start: number, end: number, records: number): Cli
       case ExtensionType.supportedVersions: {
         // ProtocolVersion versions<2..254> (§4.2.1)
         const n = r.wholeVec8(VERSIONS_LENGTH);
-        f.supportedVersions = u16List(buf, r.take(n, VERSIONS_LENGTH), n, VERSIONS_LENGTH);
+        f.supportedVersions = u16List(buf, r.take(n, VERSIONS_LENGTH), n, VERSIONS_LENGTH); // <2..254>: 127 at most
         break;
       }
       case ExtensionType.supportedGroups: {
         const n = r.wholeVec16(GROUPS_LENGTH);
-        f.supportedGroups = u16List(buf, r.take(n, GROUPS_LENGTH), n, GROUPS_LENGTH);
+        f.supportedGroups = u16List(buf, r.take(n, GROUPS_LENGTH), n, GROUPS_LENGTH, MAX_LIST_ENTRIES, 'tls.groups.too-many');
         break;
       }
       case ExtensionType.signatureAlgorithms: {
         const n = r.wholeVec16(SIGALGS_LENGTH);
-        f.signatureAlgorithms = u16List(buf, r.take(n, SIGALGS_LENGTH), n, SIGALGS_LENGTH);
+        f.signatureAlgorithms = u16List(buf, r.take(n, SIGALGS_LENGTH), n, SIGALGS_LENGTH, MAX_LIST_ENTRIES, 'tls.sigalgs.too-many');
         break;
       }
       case ExtensionType.keyShare:

@@ -24,6 +24,8 @@ import { NEED_MORE, reject, type NeedMore, type Reject } from './verdict.js';
 const SSLV2_FIXED_BYTES = 1 + 2 + 2 + 2 + 2;
 const HEADER_BYTES = 2;
 const V2_CIPHER_SPEC_BYTES = 3;
+/** As MAX_CIPHER_SUITES for a TLS hello: 21 845 specs fit in the u16 length, no client sends 1 000. */
+export const MAX_SSLV2_CIPHER_SPECS = 1024;
 
 function fail(reason: string): never {
   throw new ParseStop(reason);
@@ -42,6 +44,7 @@ function readHeader(r: ByteReader, msgLength: number): Sslv2Header {
   if (version < 0x0300 || version > 0x0303) fail('tls.sslv2.bad-version');
   const cipherSpecLength = r.u16('tls.sslv2.bad-length');
   if (cipherSpecLength === 0 || cipherSpecLength % V2_CIPHER_SPEC_BYTES !== 0) fail('tls.sslv2.bad-ciphers');
+  if (cipherSpecLength / V2_CIPHER_SPEC_BYTES > MAX_SSLV2_CIPHER_SPECS) fail('tls.sslv2.too-many-ciphers');
   const sessionIdLength = r.u16('tls.sslv2.bad-length');
   if (sessionIdLength !== 0 && sessionIdLength !== 16) fail('tls.sslv2.bad-session-id');
   const challengeLength = r.u16('tls.sslv2.bad-length');
@@ -64,19 +67,33 @@ function buildFields(r: ByteReader, h: Sslv2Header, msgLength: number): TlsField
   }
   const sessionId = Buffer.from(r.bytes(h.sessionIdLength, 'tls.sslv2.bad-length'));
   r.skip(h.challengeLength, 'tls.sslv2.bad-length');
-  const base = {
-    legacyVersion: h.version,
-    sessionId,
-    cipherSuites,
-    compressionMethods: [] as number[],
-    extensionTypes: [] as number[],
-    earlyData: false,
-    ech: false,
-    records: 1,
-    helloLength: msgLength,
-    sslv2: true as const,
-  };
-  return { ...base, ja4: computeJa4(base) };
+  return new Sslv2Fields(h.version, sessionId, cipherSuites, msgLength);
+}
+
+/** As ClientHelloFields (tls-client-hello-body.ts): `ja4` computed on first read, not for every hello. */
+class Sslv2Fields implements TlsFields {
+  readonly compressionMethods: readonly number[] = [];
+  readonly extensionTypes: readonly number[] = [];
+  readonly earlyData = false;
+  readonly ech = false;
+  readonly records = 1;
+  readonly sslv2 = true as const;
+  #ja4: string | undefined;
+
+  constructor(
+    readonly legacyVersion: number,
+    readonly sessionId: Buffer,
+    readonly cipherSuites: readonly number[],
+    readonly helloLength: number,
+  ) {}
+
+  get ja4(): string {
+    return (this.#ja4 ??= computeJa4(this));
+  }
+
+  toJSON(): object {
+    return { ...this, ja4: this.ja4 };
+  }
 }
 
 /**

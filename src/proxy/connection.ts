@@ -101,7 +101,18 @@ export class Connection implements EndpointSink {
   ) {
     this.id = ctx.nextConnectionId();
     this.listener = ctx.listener;
-    this.detector = new Detector({ maxHelloBytes: this.listener.maxClientHello, maxHeadBytes: this.listener.maxClientHello });
+    this.detector = new Detector({
+      maxHelloBytes: this.listener.maxClientHello,
+      maxHeadBytes: this.listener.maxClientHello,
+      // Only a trusted source's header is parsed; anyone else's is refused at its signature.
+      ...(!this.fromTrustedSource() && { proxyRefusal: 'proxy.untrusted' }),
+    });
+  }
+
+  /** The socket's peer is in `proxy_protocol.trusted` (no lookup when the listener trusts nobody). */
+  private fromTrustedSource(): boolean {
+    const trusted = this.listener.proxyProtocol?.trusted;
+    return trusted !== undefined && anyCidrContains(trusted, this.client.remote()?.address ?? '');
   }
 
   private get clientIp(): string {
@@ -126,6 +137,14 @@ export class Connection implements EndpointSink {
   }
 
   start(): void {
+    try {
+      this.begin();
+    } catch (e) {
+      this.fault(e);
+    }
+  }
+
+  private begin(): void {
     this.client.attach(this, CLIENT);
     // The close line names the client even after a reset, when getpeername no longer can.
     if (this.ctx.logger.isLevelEnabled('info')) this.clientAddress ??= this.peerAddress();
@@ -140,7 +159,29 @@ export class Connection implements EndpointSink {
 
   /** Closes a connection that has not been spliced yet, or every connection at the end of a shutdown. */
   abort(reason: CloseReason, detail?: string): void {
-    this.finish(reason, detail);
+    try {
+      this.finish(reason, detail);
+    } catch (e) {
+      this.fault(e);
+    }
+  }
+
+  /**
+   * A throw from our own handling of this connection: a bug, since parsers never throw on input. It
+   * closes this connection only (`internal-error`, the stack logged by the runtime), never the process:
+   * every entry point of a connection (endpoint events, timers, connect and affinity callbacks) lands
+   * here instead of unwinding into libuv, where an uncaught exception ends every other connection too.
+   */
+  private fault(e: unknown): void {
+    this.ctx.onFault(this, e);
+    if (this.phase === 'closed') return; // the outcome was already counted
+    const err = e as { code?: unknown; name?: unknown } | undefined;
+    const detail = typeof err?.code === 'string' ? err.code : typeof err?.name === 'string' ? err.name : 'throw';
+    try {
+      this.finish('internal-error', detail.slice(0, 64));
+    } catch (again) {
+      this.ctx.onFault(this, again);
+    }
   }
 
   // ── peek ────────────────────────────────────────────────────────────────────────────────────────
@@ -154,6 +195,14 @@ export class Connection implements EndpointSink {
   }
 
   private readonly onPeekTimer = (): void => {
+    try {
+      this.peekTimerFired();
+    } catch (e) {
+      this.fault(e);
+    }
+  };
+
+  private peekTimerFired(): void {
     this.timer = undefined;
     if (this.phase !== 'peek') return;
     const t = this.listener.timeouts;
@@ -167,7 +216,7 @@ export class Connection implements EndpointSink {
       return;
     }
     this.armPeekTimer();
-  };
+  }
 
   private onPeekData(chunk: Buffer): void {
     this.peek.append(chunk);
@@ -219,11 +268,11 @@ export class Connection implements EndpointSink {
 
   /**
    * A PROXY header is honoured only from `proxy_protocol.trusted` sources, and required from them
-   * (otherwise a trusted load balancer's own address would be mistaken for the client's).
+   * (otherwise a trusted load balancer's own address would be mistaken for the client's). An untrusted
+   * source's header never gets here: the detector refuses it at its signature.
    */
   private acceptProxyHeader(header: ProxyHeader | undefined): boolean {
-    const trusted = this.listener.proxyProtocol?.trusted;
-    const fromTrusted = trusted !== undefined && anyCidrContains(trusted, this.client.remote()?.address ?? '');
+    const fromTrusted = this.fromTrustedSource();
     if (header === undefined) {
       if (fromTrusted) {
         this.finish('rejected', 'proxy.missing');
@@ -271,8 +320,12 @@ export class Connection implements EndpointSink {
       // The learned server, if any, takes the first attempt; the lookup may wait for the shared store
       // (bounded by its timeout) while the client's later bytes wait in its paused socket.
       affinity.choose(this.tlsHello!, pool, (choice) => {
-        this.affinity = { pool: affinity, choice };
-        this.connectNext(new Set(), undefined);
+        try {
+          this.affinity = { pool: affinity, choice };
+          this.connectNext(new Set(), undefined);
+        } catch (e) {
+          this.fault(e);
+        }
       });
       return;
     }
@@ -319,28 +372,40 @@ export class Connection implements EndpointSink {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      if (err !== undefined) {
-        this.ctx.onServerFailure(pool, index, err.code ?? 'error');
-        tried.add(index);
-        this.connectNext(tried, 'error');
-        return;
+      try {
+        if (err !== undefined) {
+          this.ctx.onServerFailure(pool, index, err.code ?? 'error');
+          tried.add(index);
+          this.connectNext(tried, 'error');
+          return;
+        }
+        if (this.phase !== 'connect') {
+          sock.destroy();
+          return;
+        }
+        this.ctx.onServerSuccess(pool, index);
+        this.splice(sock);
+      } catch (e) {
+        this.fault(e);
       }
-      if (this.phase !== 'connect') {
-        sock.destroy();
-        return;
-      }
-      this.ctx.onServerSuccess(pool, index);
-      this.splice(sock);
     });
     this.upstream = sock;
-    const timer = (this.timer = setTimeout(() => {
-      if (settled) return;
+    const giveUp = (): void => {
+      if (settled || this.phase !== 'connect') return;
       settled = true;
-      sock.destroy();
-      this.ctx.onServerFailure(pool, index, 'timeout');
-      tried.add(index);
-      this.connectNext(tried, 'timeout');
-    }, this.listener.timeouts.connect));
+      try {
+        sock.destroy();
+        this.ctx.onServerFailure(pool, index, 'timeout');
+        tried.add(index);
+        this.connectNext(tried, 'timeout');
+      } catch (e) {
+        this.fault(e);
+      }
+    };
+    // The timer yields once to the poll phase before giving up (as the active health check does): after
+    // the event loop was blocked past the deadline, timers run before the poll phase that would deliver
+    // connects which completed meanwhile, and counting those as timeouts took healthy servers down.
+    const timer = (this.timer = setTimeout(() => setImmediate(giveUp), this.listener.timeouts.connect));
   }
 
   // ── splice ──────────────────────────────────────────────────────────────────────────────────────
@@ -392,6 +457,15 @@ export class Connection implements EndpointSink {
    * the writer gives back when its write completes. False stops reading until the other side drains.
    */
   onRead(side: Side, n: number, buf: Buffer, owned: boolean): boolean {
+    try {
+      return this.read(side, n, buf, owned);
+    } catch (e) {
+      this.fault(e);
+      return false;
+    }
+  }
+
+  private read(side: Side, n: number, buf: Buffer, owned: boolean): boolean {
     const phase = this.phase;
     if (phase === 'closed') return false;
     const own = owned ? (n === buf.length ? buf : buf.subarray(0, n)) : undefined;
@@ -422,6 +496,14 @@ export class Connection implements EndpointSink {
   }
 
   onEnd(side: Side): void {
+    try {
+      this.ended(side);
+    } catch (e) {
+      this.fault(e);
+    }
+  }
+
+  private ended(side: Side): void {
     switch (this.phase) {
       case 'peek':
         if (side === CLIENT) this.evaluate('eof');
@@ -438,11 +520,23 @@ export class Connection implements EndpointSink {
 
   onDrain(side: Side): void {
     if (this.phase !== 'splice') return;
-    if (side === CLIENT) this.upstream!.resume();
-    else this.client.resume();
+    try {
+      if (side === CLIENT) this.upstream!.resume();
+      else this.client.resume();
+    } catch (e) {
+      this.fault(e);
+    }
   }
 
   onError(side: Side, err: NodeJS.ErrnoException): void {
+    try {
+      this.errored(side, err);
+    } catch (e) {
+      this.fault(e);
+    }
+  }
+
+  private errored(side: Side, err: NodeJS.ErrnoException): void {
     if (side === CLIENT) {
       this.reason ??= 'client-reset';
       this.detail ??= err.code ?? err.message;
@@ -457,6 +551,14 @@ export class Connection implements EndpointSink {
   }
 
   onClose(side: Side): void {
+    try {
+      this.sideClosed(side);
+    } catch (e) {
+      this.fault(e);
+    }
+  }
+
+  private sideClosed(side: Side): void {
     if (side === SERVER) {
       this.upstreamClosed = true;
       this.maybeFinish();
@@ -495,13 +597,17 @@ export class Connection implements EndpointSink {
   private readonly onIdleTimer = (): void => {
     this.timer = undefined;
     if (this.phase !== 'splice') return;
-    const now = this.activity();
-    if (now === this.lastActivity) {
-      this.finish('idle-timeout');
-      return;
+    try {
+      const now = this.activity();
+      if (now === this.lastActivity) {
+        this.finish('idle-timeout');
+        return;
+      }
+      this.lastActivity = now;
+      this.armIdleTimer(this.listener.timeouts.idle);
+    } catch (e) {
+      this.fault(e);
     }
-    this.lastActivity = now;
-    this.armIdleTimer(this.listener.timeouts.idle);
   };
 
   // ── close ───────────────────────────────────────────────────────────────────────────────────────
@@ -520,14 +626,18 @@ export class Connection implements EndpointSink {
     if (this.phase === 'closed') return;
     const wasSplicing = this.phase === 'splice';
     this.phase = 'closed';
-    if (this.timer !== undefined) clearTimeout(this.timer);
-    this.timer = undefined;
-    this.client.destroy();
-    this.upstream?.destroy();
-    if (wasSplicing) this.pool!.state.onDisconnect(this.serverIndex!);
     this.closeReason = reason;
     this.closeDetail = detail ?? (reason === this.reason ? this.detail : undefined);
-    this.ctx.onClose(this, reason);
+    try {
+      if (this.timer !== undefined) clearTimeout(this.timer);
+      this.timer = undefined;
+      this.client.destroy();
+      this.upstream?.destroy();
+      if (wasSplicing) this.pool!.state.onDisconnect(this.serverIndex!);
+    } finally {
+      // Counted and logged whatever the teardown did: one outcome per connection.
+      this.ctx.onClose(this, reason);
+    }
   }
 
   /** The close line (design.md §4), built only when it is going to be logged. */

@@ -30,6 +30,8 @@ export interface ListenerContext {
   nextConnectionId(): number;
   /** Called once per connection; `conn.closeLogFields()` gives the close line. */
   onClose(conn: Connection, reason: CloseReason): void;
+  /** Our code threw while handling `conn` (logged with its stack); the connection closes itself. */
+  onFault(conn: Connection, err: unknown): void;
   onServerFailure(pool: PoolRuntime, index: number, why: string): void;
   onServerSuccess(pool: PoolRuntime, index: number): void;
 }

@@ -9,6 +9,9 @@ export const PP2_TYPE_AUTHORITY = 0x02;
 /** First of the custom range 0xE0–0xEF (§2.2.8): the protocol twinport detected, as ASCII. */
 export const PP2_TYPE_TWINPORT_PROTOCOL = 0xe0;
 
+/** The longest AUTHORITY sent: a DNS name's 255 octets (RFC 1035 §2.3.4). */
+export const MAX_AUTHORITY_BYTES = 255;
+
 export interface ProxyEnds {
   readonly clientIp: string;
   readonly clientPort: number;
@@ -23,7 +26,10 @@ export function buildServerProxyHeader(version: 'v1' | 'v2', ends: ProxyEnds): B
   if (version === 'v1') return buildProxyV1(source, destination);
   const tlvs: ProxyTlv[] = [];
   const authority = ends.facts.sni ?? ends.facts.host;
-  if (authority !== undefined) tlvs.push({ type: PP2_TYPE_AUTHORITY, value: Buffer.from(authority, 'utf8') });
+  // A host name (SNI and Host are both capped at 255 bytes by their probes). The check keeps the header
+  // within its 64 KiB whatever a future probe lets through: a name that long is left out, not sent.
+  const value = authority === undefined ? undefined : Buffer.from(authority, 'utf8');
+  if (value !== undefined && value.length <= MAX_AUTHORITY_BYTES) tlvs.push({ type: PP2_TYPE_AUTHORITY, value });
   tlvs.push({ type: PP2_TYPE_TWINPORT_PROTOCOL, value: Buffer.from(ends.facts.protocol, 'ascii') });
   return buildProxyV2({ command: 'PROXY', source, destination, tlvs });
 }

@@ -15,6 +15,7 @@ export const CLOSE_REASONS = [
   'connect-timeout', // every server attempt failed and the last one timed out
   'limit', // a connection limit (max_connections)
   'shutdown', // closed by a shutdown (SIGTERM/SIGINT) after shutdown_timeout
+  'internal-error', // our own code threw while handling this connection (a bug): this connection only
 ] as const;
 
 export type CloseReason = (typeof CLOSE_REASONS)[number];

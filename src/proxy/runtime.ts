@@ -17,6 +17,10 @@ import { acceptEndpoints, resolveIoEngine, type IoEngine } from './io-engine.js'
 import type { ListenerContext, PoolRuntime } from './listener-context.js';
 import { CLOSE_REASONS, type CloseReason } from './reasons.js';
 
+/** See logFault. */
+const FAULTS_PER_SECOND = 10;
+const MAX_STACK = 4096;
+
 interface ListenerHandle {
   readonly server: Server;
   ctx: ListenerContext;
@@ -38,6 +42,8 @@ export class ProxyRuntime {
   private nextId = 1;
   private stopping = false;
   private lastAcceptErrorLog = 0;
+  /** Internal-error log lines in the current second, and those left out (see onFault). */
+  private faultWindow = { start: 0, logged: 0, suppressed: 0 };
   /** Once-a-second descriptor probe (see probeDescriptors). */
   private descriptorProbe: NodeJS.Timeout | undefined;
   readonly stats: RuntimeStats;
@@ -160,6 +166,7 @@ export class ProxyRuntime {
       engine: this.engine,
       nextConnectionId: () => this.nextId++,
       onClose: (conn, reason) => this.onClose(conn, reason),
+      onFault: (conn, err) => this.onFault(conn, err),
       onServerFailure: (pool, index, why) => {
         logger.debug({ pool: pool.config.name, server: pool.config.servers[index]?.address.text, why }, 'connect failed');
         this.health.onConnectFailure(pool, index, why);
@@ -195,7 +202,16 @@ export class ProxyRuntime {
   private onAccept(handle: ListenerHandle, client: Endpoint): void {
     this.stats.accepted++;
     const ctx = handle.ctx;
-    const conn = new Connection(client, ctx);
+    let conn: Connection;
+    try {
+      conn = new Connection(client, ctx);
+    } catch (e) {
+      // Nothing of the connection exists to close itself: count and log it here, drop the socket.
+      this.stats.closes['internal-error']++;
+      this.logFault({ listener: ctx.listener.name }, e);
+      client.destroy();
+      return;
+    }
     this.connections.add(conn);
     handle.active++;
     conn.owner = handle;
@@ -247,8 +263,56 @@ export class ProxyRuntime {
     const owner = conn.owner as ListenerHandle | undefined;
     if (owner !== undefined) owner.active--;
     this.stats.closes[reason]++;
-    // Below `info` the line is not written: do not build it either (a dozen fields per connection).
-    if (this.logger.isLevelEnabled('info')) this.logger.info(conn.closeLogFields(), 'close');
     if (this.stopping && this.connections.size === 0) this.onDrained?.();
+    // Below `info` the line is not written: do not build it either (a dozen fields per connection).
+    if (this.logger.isLevelEnabled('info')) {
+      try {
+        this.logger.info(conn.closeLogFields(), 'close');
+      } catch (e) {
+        this.logFault({ conn: conn.id }, e);
+      }
+    }
+  }
+
+  private onFault(conn: Connection, err: unknown): void {
+    this.logFault({ conn: conn.id, listener: (conn.owner as ListenerHandle | undefined)?.ctx.listener.name }, err);
+  }
+
+  /**
+   * One error line per fault, with the stack (up to MAX_STACK characters), at most FAULTS_PER_SECOND a
+   * second: a bug that every connection of a flood hits must not become the flood's log amplifier. The
+   * next line says how many were left out.
+   */
+  private logFault(fields: Record<string, unknown>, err: unknown): void {
+    const w = this.faultWindow;
+    const now = performance.now();
+    if (now - w.start >= 1000) {
+      w.start = now;
+      w.logged = 0;
+    }
+    if (w.logged >= FAULTS_PER_SECOND) {
+      w.suppressed++;
+      return;
+    }
+    w.logged++;
+    const e = err as { message?: unknown; stack?: unknown; code?: unknown } | undefined;
+    const stack = typeof e?.stack === 'string' ? e.stack : String(err);
+    try {
+      this.logger.error(
+        {
+          ...fields,
+          err: {
+            ...(typeof e?.code === 'string' && { code: e.code }),
+            message: typeof e?.message === 'string' ? e.message.slice(0, MAX_STACK) : undefined,
+            stack: stack.slice(0, MAX_STACK),
+          },
+          suppressed: w.suppressed,
+        },
+        'internal error: connection closed',
+      );
+      w.suppressed = 0;
+    } catch {
+      // The logger itself failed: nothing left to tell it with.
+    }
   }
 }

@@ -142,13 +142,33 @@ test('HTTP/1.0 without Host is accepted with no host', (t) => {
   t.is(v.fields.headerCount, 1);
 });
 
-test('one leading CRLF is ignored (RFC 9112 §2.2) and counted in consumed; two are not HTTP', (t) => {
-  const head = '\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n';
-  const v = once(head);
-  if (v.kind !== 'match') return t.fail(JSON.stringify(v));
-  t.is(v.consumed, head.length);
-  t.deepEqual(once('\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n'), { kind: 'reject', reason: 'http.request-line.invalid' });
+test('leading empty lines are ignored (RFC 9112 §2.2, as nginx/HAProxy/llhttp do) and counted in consumed', (t) => {
+  for (const lead of ['\r\n', '\r\n\r\n', '\r\n'.repeat(50)]) {
+    const head = `${lead}GET / HTTP/1.1\r\nHost: admin.example.com\r\n\r\n`;
+    const v = once(head);
+    if (v.kind !== 'match') return t.fail(JSON.stringify(v));
+    t.is(v.consumed, head.length);
+    t.is(v.fields.host, 'admin.example.com');
+  }
 });
+
+// Security review F5: heads a lenient backend serves must never be "not mine" (routed as `other`, past
+// every Host rule): once they start like a request line they are HTTP, refused when they deviate.
+for (const [title, input, reason] of [
+  ['a bare LF before the request line', '\nGET / HTTP/1.1\r\nHost: admin.example.com\r\n\r\n', 'http.line.bare-lf'],
+  ['CRLF then a bare LF before the request line', '\r\n\nGET / HTTP/1.1\r\nHost: a\r\n\r\n', 'http.line.bare-lf'],
+  ['two spaces after the method', 'GET  / HTTP/1.1\r\nHost: admin.example.com\r\n\r\n', 'http.request-line.invalid'],
+  ['two spaces after the target', 'GET /  HTTP/1.1\r\nHost: admin.example.com\r\n\r\n', 'http.request-line.invalid'],
+  ['a non-ASCII target', 'GET /\xc3\xa9 HTTP/1.1\r\nHost: admin.example.com\r\n\r\n', 'http.request-line.invalid'],
+  ['HTTP/0.9 simple request', 'GET /admin\r\n', 'http.request-line.invalid'],
+  ['HTTP/2.0 request line that is not the preface', 'GET / HTTP/2.0\r\n', 'http.version.not-http1'],
+  ['target that is no request-target form', 'GET index.html HTTP/1.1\r\n', 'http.request-line.invalid'],
+  ['a lower-case version', 'GET / http/1.1\r\nHost: a\r\n\r\n', 'http.request-line.invalid'],
+] as const) {
+  test(`claimed by its request line, then refused (reject with protocol http): ${title}`, (t) => {
+    t.deepEqual(once(Buffer.from(input, 'latin1')), { kind: 'reject', reason, protocol: 'http' });
+  });
+}
 
 test('IPv6 literal Host keeps its brackets and loses its port; OWS around the value is not part of it', (t) => {
   const v = once('GET / HTTP/1.1\r\nhOsT: \t [2001:db8::1]:8443 \t\r\n\r\n');
@@ -190,11 +210,10 @@ for (const [title, input] of [
   ['h2c preface', Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n')],
   ['PROXY v1 line', Buffer.from('PROXY TCP4 192.0.2.1 192.0.2.2 1234 80\r\nGET / HTTP/1.1\r\n')],
   ['PROXY v2 signature', Buffer.from('0d0a0d0a000d0a515549540a21', 'hex')],
-  ['SSH banner', Buffer.from('SSH-2.0-OpenSSH_9.6p1 Ubuntu-3ubuntu13\r\n')],
-  ['HTTP/0.9 simple request', Buffer.from('GET /\r\n')],
-  ['HTTP/2.0 request line', Buffer.from('GET / HTTP/2.0\r\n')],
+  ['SSH banner without comments', Buffer.from('SSH-2.0-OpenSSH_9.6p1\r\n')],
+  ['a token without a space', Buffer.from('PING\r\n')],
   ['method with a NUL', Buffer.from('GE\0T / HTTP/1.1\r\n')],
-  ['target that is no request-target form', Buffer.from('GET index.html HTTP/1.1\r\n')],
+  ['an empty line, then no token', Buffer.from('\r\n\0\x01')],
 ] as const) {
   test(`not HTTP/1 (reject without protocol): ${title}`, (t) => {
     const v = once(input);
@@ -209,9 +228,12 @@ test('a 33-byte method is not HTTP/1, decided on the 33rd byte', (t) => {
   t.deepEqual(once(input.subarray(0, 33)), { kind: 'reject', reason: 'http.method.too-long' });
 });
 
-test('a request line longer than maxRequestLineBytes is not HTTP/1', (t) => {
+test('a request line longer than maxRequestLineBytes is refused: claimed after a method and a space, not mine before', (t) => {
   const probe = createHttpProbe({ maxRequestLineBytes: 100 });
-  t.deepEqual(probe.probe(Buffer.from(`GET /${'a'.repeat(200)}`), MORE), { kind: 'reject', reason: 'http.request-line.too-long' });
+  t.deepEqual(probe.probe(Buffer.from(`GET /${'a'.repeat(200)}`), MORE), { kind: 'reject', reason: 'http.request-line.too-long', protocol: 'http' });
+  const lead = createHttpProbe({ maxRequestLineBytes: 100 });
+  // Empty lines alone claim nothing (no token yet), but they count against the same cap.
+  t.deepEqual(lead.probe(Buffer.from('\r\n'.repeat(60)), MORE), { kind: 'reject', reason: 'http.request-line.too-long' });
 });
 
 // -------------------------------------------------------------------------------- heads that lie
@@ -272,7 +294,8 @@ test('a head over maxHeadBytes is http.head.too-large, at exactly the cap', (t) 
 
 test('final before the end of the head: incomplete, with protocol once the request line is recognised', (t) => {
   t.deepEqual(once('GET / HTTP/1.1\r\nHost: a\r\n', FINAL), { kind: 'reject', reason: 'http.head.incomplete', protocol: 'http' });
-  t.deepEqual(once('GET / HTT', FINAL), { kind: 'reject', reason: 'http.request-line.incomplete' });
+  t.deepEqual(once('GET / HTT', FINAL), { kind: 'reject', reason: 'http.request-line.incomplete', protocol: 'http' });
+  t.deepEqual(once('GET', FINAL), { kind: 'reject', reason: 'http.request-line.incomplete' });
   t.deepEqual(once('', FINAL), { kind: 'reject', reason: 'http.request-line.incomplete' });
 });
 
@@ -403,3 +426,28 @@ function sortKeys(v: unknown): unknown {
       .map(([k, x]) => [k, sortKeys(x)]),
   );
 }
+
+// ---------------------------------------------------------------------------------- Host length (F1, F3)
+
+test('a Host, absolute-form or CONNECT authority over 255 bytes is refused as http.host.too-long', (t) => {
+  const long = 'a'.repeat(256);
+  const ok = 'a'.repeat(255);
+  const tooLong = { kind: 'reject', reason: 'http.host.too-long', protocol: 'http' };
+  t.deepEqual(once(H(['GET / HTTP/1.1', `Host: ${long}`])), tooLong);
+  t.deepEqual(once(H(['GET / HTTP/1.1', `Host: ${long}:8080`])), tooLong);
+  t.deepEqual(once(H([`GET http://${long}/ HTTP/1.1`, `Host: ${long}`])), tooLong);
+  t.deepEqual(once(H([`CONNECT ${long}:443 HTTP/1.1`, `Host: ${long}:443`])), tooLong);
+  const v = once(H(['GET / HTTP/1.1', `Host: ${ok}:65535`]));
+  t.is(v.kind === 'match' ? v.fields.host : v.kind, ok);
+});
+
+test('the 65 499-byte Host of the review is refused at the end of its field line, any chunking', (t) => {
+  const head = Buffer.from(`GET / HTTP/1.1\r\nHost: ${'a'.repeat(65_499)}\r\n\r\n`, 'latin1');
+  const whole = createHttpProbe({ maxHeadBytes: 1024 * 1024 }).probe(head, MORE);
+  t.deepEqual(whole, { kind: 'reject', reason: 'http.host.too-long', protocol: 'http' });
+  const probe = createHttpProbe({ maxHeadBytes: 1024 * 1024 });
+  let v: ReturnType<typeof probe.probe> = { kind: 'need-more' };
+  for (let n = 1000; n <= head.length && v.kind === 'need-more'; n += 1000) v = probe.probe(head.subarray(0, n), MORE);
+  if (v.kind === 'need-more') v = probe.probe(head, MORE);
+  t.deepEqual(v, whole);
+});

@@ -5,6 +5,7 @@ import fc from 'fast-check';
 import net from 'node:net';
 import { spawn } from 'node:child_process';
 import { adbProbe, createOtherProbes, openvpnProbe, socks5Probe, sshProbe, xmppProbe } from '../../src/protocol/other-probes.js';
+import { detect } from '../../src/protocol/detector.js';
 import { createHttpProbe } from '../../src/protocol/http-head.js';
 import type { Probe, ProbeOptions } from '../../src/protocol/verdict.js';
 import type { OtherMatch } from '../../src/protocol/other-probes.js';
@@ -89,12 +90,14 @@ test('createOtherProbes returns the table in order, with distinct names', (t) =>
   );
 });
 
-test('every sample is matched by exactly one probe of the table, and is not HTTP/1', (t) => {
+test('every sample is matched by exactly one probe of the table, and the detector answers that probe', (t) => {
   for (const s of SAMPLES) {
     const matches = createOtherProbes().filter((p) => p.probe(s.bytes, FINAL).kind === 'match');
     t.deepEqual(matches.map((p) => p.name), [s.name]);
-    const h = createHttpProbe().probe(s.bytes, FINAL);
-    t.true(h.kind === 'reject' && h.protocol === undefined, `${s.name}: ${JSON.stringify(h)}`);
+    // The HTTP probe may claim a banner that starts with a token and a space (an SSH banner with
+    // comments), but a match of a later probe still wins over its refusal.
+    const d = detect(s.bytes, FINAL);
+    t.true(d.kind === 'match' && d.protocol === 'other', `${s.name}: ${JSON.stringify(d)}`);
   }
 });
 

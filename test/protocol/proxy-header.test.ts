@@ -5,6 +5,7 @@ import net from 'node:net';
 import { spawn } from 'node:child_process';
 import {
   NOT_PROXY,
+  PP2_MAX_TLVS,
   PP2_TYPE_ALPN,
   PP2_TYPE_AUTHORITY,
   PP2_TYPE_NOOP,
@@ -17,6 +18,7 @@ import {
 } from '../../src/protocol/proxy-header.js';
 import { buildProxyV1, buildProxyV2 } from '../../src/protocol/proxy-header-build.js';
 import { createHttpProbe } from '../../src/protocol/http-head.js';
+import { detect } from '../../src/protocol/detector.js';
 import { TwinportError } from '../../src/errors.js';
 import { testWithTools } from '../helpers/tools.js';
 
@@ -234,6 +236,74 @@ test('builders refuse bad input with TWP_ERR_PROXY_HEADER_BUILD', (t) => {
   t.throws(() => buildProxyV2({ ...v4, tlvs: [{ type: 256, value: Buffer.alloc(0) }] }), code);
   t.throws(() => buildProxyV2({ ...v4, tlvs: [{ type: 3, value: Buffer.alloc(4) }], crc32c: true }), code);
   t.throws(() => buildProxyV2({ ...v4, tlvs: [{ type: 0xe0, value: Buffer.alloc(65536) }] }), code);
+});
+
+// ----------------------------------------------------------------------------- security review F1, F8, F13
+
+/** A v2 UNIX header with these two 108-byte sun_path blocks. */
+function unixHeader(src: Buffer, dst: Buffer): Buffer {
+  const fixed = Buffer.from([0x21, 0x31, 0, 216]);
+  return Buffer.concat([Buffer.from(SIG, 'hex'), fixed, src, dst]);
+}
+
+function sunPath(bytes: Buffer): Buffer {
+  const b = Buffer.alloc(108);
+  bytes.copy(b);
+  return b;
+}
+
+test('v2 UNIX: a path that could not be re-encoded (no NUL in 108 bytes, not UTF-8) is proxy.v2.bad-address', (t) => {
+  const ok = sunPath(Buffer.from('/run/ok.sock'));
+  const bad = { kind: 'reject', reason: 'proxy.v2.bad-address' };
+  // The review's second crash: '/' + 107 × 'a' fills sun_path with no terminator.
+  t.deepEqual(parse(unixHeader(Buffer.from('/' + 'a'.repeat(107)), ok)), bad);
+  t.deepEqual(parse(unixHeader(ok, Buffer.concat([Buffer.from([0]), Buffer.alloc(107, 0x61)]))), bad);
+  t.deepEqual(parse(unixHeader(sunPath(Buffer.from([0x2f, 0xff, 0xfe])), ok)), bad);
+  // What is accepted builds back to the same bytes (so `send_proxy: v2` can always forward it).
+  for (const path of ['/' + 'a'.repeat(106), '/run/caf\u00e9.sock', '@' + 'b'.repeat(106)]) {
+    const built = buildProxyV2({ source: { address: path, port: 0 }, destination: { address: '/x', port: 0 } });
+    const v = header(built);
+    t.is(v.header.source?.address, path);
+    t.true(buildProxyV2({ source: v.header.source!, destination: v.header.destination! }).equals(built));
+  }
+});
+
+test('v2: more than PP2_MAX_TLVS TLVs (SSL sub-TLVs included) is proxy.v2.too-many-tlvs', (t) => {
+  const noops = (n: number): ProxyTlv[] => Array.from({ length: n }, () => ({ type: PP2_TYPE_NOOP, value: Buffer.alloc(0) }));
+  t.is(parse(buildProxyV2({ ...v4, tlvs: noops(PP2_MAX_TLVS) })).kind, 'match');
+  t.deepEqual(parse(buildProxyV2({ ...v4, tlvs: noops(PP2_MAX_TLVS + 1) })), { kind: 'reject', reason: 'proxy.v2.too-many-tlvs' });
+  // The review's 21 000 NOOPs: refused, whatever the chunking.
+  t.deepEqual(parse(buildProxyV2({ ...v4, tlvs: noops(21_000) })), { kind: 'reject', reason: 'proxy.v2.too-many-tlvs' });
+  const sub = Buffer.concat(Array.from({ length: PP2_MAX_TLVS }, () => Buffer.from([0x2f, 0, 0])));
+  const ssl = { type: PP2_TYPE_SSL, value: Buffer.concat([Buffer.from([1, 0, 0, 0, 0]), sub]) };
+  t.deepEqual(parse(buildProxyV2({ ...v4, tlvs: [ssl] })), { kind: 'reject', reason: 'proxy.v2.too-many-tlvs' });
+});
+
+test('detector: an untrusted source (proxyRefusal) is refused at the signature, before its header is parsed', (t) => {
+  const untrusted = { proxyRefusal: 'proxy.untrusted' };
+  const refused = { kind: 'reject', reason: 'proxy.untrusted', incomplete: false, reasons: ['proxy.untrusted'] };
+  // A v2 header whose 64 KiB would only be read after the signature: 12 bytes decide.
+  t.deepEqual(detect(Buffer.from(SIG, 'hex'), MORE, untrusted), refused);
+  t.deepEqual(detect(Buffer.from('PROXY '), MORE, untrusted), refused);
+  t.is(detect(Buffer.from(SIG.slice(0, 20), 'hex'), MORE, untrusted).kind, 'need-more');
+  t.is(detect(Buffer.from('PROX'), MORE, untrusted).kind, 'need-more');
+  // Without a signature nothing changes.
+  const get = Buffer.from('GET / HTTP/1.1\r\nHost: a\r\n\r\n');
+  t.deepEqual(detect(get, MORE, untrusted), detect(get, MORE));
+});
+
+test('detector: a second PROXY header behind a parsed one is proxy.nested (v1 and v2 inside v1 and v2)', (t) => {
+  const v1 = buildProxyV1({ address: '8.8.8.8', port: 1 }, { address: '10.0.0.1', port: 80 });
+  const v2 = buildProxyV2(v4);
+  const get = Buffer.from('GET / HTTP/1.1\r\nHost: a\r\n\r\n');
+  for (const outer of [v1, v2]) {
+    for (const inner of [v1, v2]) {
+      const d = detect(Buffer.concat([outer, inner, get]), MORE);
+      t.like(d, { kind: 'reject', reason: 'proxy.nested' });
+      t.is(d.kind === 'reject' ? d.proxy?.length : -1, outer.length);
+    }
+    t.like(detect(Buffer.concat([outer, get]), MORE), { kind: 'match', protocol: 'http' });
+  }
 });
 
 // -------------------------------------------------------------------------------------------- properties

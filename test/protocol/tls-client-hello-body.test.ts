@@ -4,7 +4,16 @@
 import test from 'ava';
 import fc from 'fast-check';
 import { computeJa4 } from '../../src/protocol/ja4.js';
-import { parseClientHelloBodyAt } from '../../src/protocol/tls-client-hello-body.js';
+import {
+  MAX_ALPN_NAMES,
+  MAX_CIPHER_SUITES,
+  MAX_EXTENSIONS,
+  MAX_KEY_SHARES,
+  MAX_LIST_ENTRIES,
+  MAX_PSK_IDENTITIES,
+  parseClientHelloBodyAt,
+} from '../../src/protocol/tls-client-hello-body.js';
+import { MAX_SSLV2_CIPHER_SPECS, probeSslv2ClientHello } from '../../src/protocol/tls-sslv2.js';
 import { createTlsProbe, parseClientHelloBody, type TlsFields } from '../../src/protocol/tls-client-hello.js';
 import type { Reject } from '../../src/protocol/verdict.js';
 import { fixtureFiles, readFixture } from '../helpers/fixtures.js';
@@ -12,7 +21,11 @@ import {
   clientHelloBody,
   ext,
   extAlpn,
+  extGroups,
+  extKeyShare,
   extPsk,
+  extSigAlgs,
+  sslv2ClientHello,
   extSessionTicket,
   extSni,
   typicalExtensions,
@@ -124,7 +137,8 @@ function manyExtensions(n: number): Ext[] {
 }
 
 test('duplicate extensions are found below 32, below 64 and above, with few and with many extensions', (t) => {
-  for (const count of [8, 31, 32, 33, 200, 16000]) {
+  // Up to the cap on extensions (MAX_EXTENSIONS), with room for the two duplicates added below.
+  for (const count of [8, 31, 32, 33, 100, MAX_EXTENSIONS - 2]) {
     const exts = manyExtensions(count);
     const ok = parseClientHelloBody(clientHelloBody({ extensions: exts }), 1);
     t.false('kind' in ok, `${count} distinct extensions`);
@@ -152,5 +166,32 @@ test('decoded extensions after the 32nd are still decoded and still checked for 
     kind: 'reject',
     reason: 'tls.ext.duplicate',
     protocol: 'tls',
+  });
+});
+
+// Security review F8: lists are capped, so the worst hello within 64 KiB costs a bounded multiple of a typical
+// one. At the cap a hello parses; one more entry is refused with the list's own reason.
+test('list caps: at the cap a hello parses, one more is refused with its reason', (t) => {
+  const ids = (n: number) => Array.from({ length: n }, (_, i) => Buffer.concat([Buffer.alloc(16, i), Buffer.from([1, 2, 3])]));
+  const cases: Array<[string, (n: number) => Parameters<typeof clientHelloBody>[0], number]> = [
+    ['tls.hello.too-many-ciphers', (n) => ({ cipherSuites: Array.from({ length: n }, (_, i) => 0x0100 + i) }), MAX_CIPHER_SUITES],
+    ['tls.ext.too-many', (n) => ({ extensions: manyExtensions(n) }), MAX_EXTENSIONS],
+    ['tls.alpn.too-many', (n) => ({ extensions: [extAlpn(...Array.from({ length: n }, (_, i) => `p${i}`))] }), MAX_ALPN_NAMES],
+    ['tls.psk.too-many', (n) => ({ extensions: [extPsk(ids(n))] }), MAX_PSK_IDENTITIES],
+    ['tls.groups.too-many', (n) => ({ extensions: [extGroups(...Array.from({ length: n }, (_, i) => i))] }), MAX_LIST_ENTRIES],
+    ['tls.sigalgs.too-many', (n) => ({ extensions: [extSigAlgs(...Array.from({ length: n }, (_, i) => i))] }), MAX_LIST_ENTRIES],
+    ['tls.keyshare.too-many', (n) => ({ extensions: [extKeyShare(...Array.from({ length: n }, (_, i) => i))] }), MAX_KEY_SHARES],
+  ];
+  for (const [reason, spec, cap] of cases) {
+    const atCap = parseClientHelloBody(clientHelloBody(spec(cap)), 1);
+    t.false('kind' in atCap, `${reason}: ${cap} entries parse (${JSON.stringify('kind' in atCap ? atCap : '')})`);
+    t.deepEqual(parseClientHelloBody(clientHelloBody(spec(cap + 1)), 1), { kind: 'reject', reason, protocol: 'tls' }, reason);
+  }
+  const specs = (n: number) => Array.from({ length: n }, (_, i) => i);
+  const sslOk = probeSslv2ClientHello(sslv2ClientHello({ cipherSpecs: specs(MAX_SSLV2_CIPHER_SPECS) }), { final: true, maxHelloBytes: 65536 });
+  t.is(sslOk.kind, 'match');
+  t.deepEqual(probeSslv2ClientHello(sslv2ClientHello({ cipherSpecs: specs(MAX_SSLV2_CIPHER_SPECS + 1) }), { final: true, maxHelloBytes: 65536 }), {
+    kind: 'reject',
+    reason: 'tls.sslv2.too-many-ciphers',
   });
 });
