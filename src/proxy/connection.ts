@@ -245,7 +245,14 @@ export class Connection implements EndpointSink {
         this.dispatch(factsFromMatch(d), () => this.finish('no-route'));
         return;
       case 'reject':
+        // A broken or refused PROXY header is its own answer (from a trusted source too: not proxy.missing).
+        if (d.proxy === undefined && !d.incomplete && d.reason.startsWith('proxy.')) {
+          this.finish('rejected', d.reason);
+          return;
+        }
         if (!this.acceptProxyHeader(d.proxy)) return;
+        // A stream a probe claimed is that protocol, broken: the close line says which.
+        if (d.protocol !== undefined) this.facts = { protocol: d.protocol };
         if (d.incomplete || trigger === 'cap') {
           // Still a valid prefix when the input stopped, or cut by our own byte cap: the peek's fault
           // (deadline, EOF, cap), with the parser's view as detail.
