@@ -56,6 +56,14 @@ function copyOut(n: number, buf: Buffer): void {
   buf.copy(copied, 0, 0, n);
 }
 
+/** The close line shows at most this many ALPN names, each cut at LOG_ALPN_CHARS with a "…" marker. */
+const LOG_ALPN_NAMES = 8;
+const LOG_ALPN_CHARS = 32;
+
+function boundedAlpn(names: readonly string[]): string[] {
+  return names.slice(0, LOG_ALPN_NAMES).map((n) => (n.length <= LOG_ALPN_CHARS ? n : `${n.slice(0, LOG_ALPN_CHARS)}…`));
+}
+
 export class Connection implements EndpointSink {
   readonly id: number;
   /** The listener handle that accepted it (opaque here; runtime.ts keeps per-listener counts). */
@@ -664,7 +672,11 @@ export class Connection implements EndpointSink {
     if (f !== undefined) {
       out['protocol'] = f.protocol;
       if (f.sni !== undefined) out['sni'] = f.sni;
-      if (f.alpn !== undefined) out['alpn'] = f.alpn;
+      if (f.alpn !== undefined) {
+        // Bounded (docs/security.md): a 64 KiB hello of ALPN names once wrote 383 KB of log per connection.
+        out['alpn'] = f.alpn.length <= LOG_ALPN_NAMES && f.alpn.every((n) => n.length <= LOG_ALPN_CHARS) ? f.alpn : boundedAlpn(f.alpn);
+        if (f.alpn.length > LOG_ALPN_NAMES) out['alpnCount'] = f.alpn.length;
+      }
       if (f.hostHeader !== undefined) out['host'] = f.hostHeader;
     }
     if (this.route !== undefined) out['route'] = this.route.name ?? this.route.index;

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { buildProxyV1, buildProxyV2 } from '../../src/protocol/proxy-header-build.js';
 import { PROXY_V2_SIGNATURE } from '../../src/protocol/proxy-header.js';
 import { spawnTwinport } from '../helpers/cli-process.js';
+import { clientHelloRecords, extAlpn, extSni } from '../helpers/tls-build.js';
 import { exchange, startBackend, startProxy, type Backend, type LogLine, type RunningProxy } from '../helpers/proxy-harness.js';
 
 const GET = (host: string, path = '/'): Buffer => Buffer.from(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`, 'latin1');
@@ -293,6 +294,39 @@ pools:
     await proxy.logs.waitFor(() => proxy.logs.closes().length === 2);
     t.like(proxy.logs.closes()[1], { reason: 'rejected', detail: 'proxy.nested', client: '8.8.8.8:1000' });
     t.is(backend.connections.length, 0, 'the client\'s header never reached the backend');
+  } finally {
+    await proxy.stop();
+    await backend.close();
+  }
+});
+
+// ----------------------------------------------------------------------------------------------------- F9
+
+test('F9: the close line stays under 4 KiB whatever the hello carries (ALPN names bounded, counted)', async (t) => {
+  const backend = await startBackend('tls');
+  const proxy = await startProxy(`
+listeners:
+  - bind: "127.0.0.1:0"
+    routes:
+      - match: { protocol: tls }
+        to: tls
+pools:
+  tls: { servers: ["${backend.address}"] }
+`);
+  try {
+    // The most the parser lets through (64 names) of the longest names, all control bytes (6 JSON chars each).
+    const allowed = clientHelloRecords({ extensions: [extSni('a.example'), extAlpn(...Array.from({ length: 64 }, () => Buffer.alloc(255, 1)))] });
+    // The review's hello: 250 such names (64 KiB), once 383 KB of log.
+    const review = clientHelloRecords({ extensions: [extAlpn(...Array.from({ length: 250 }, () => Buffer.alloc(255, 1)))] });
+    await sendFrom(proxy.port(), allowed);
+    const first = await proxy.logs.waitForClose();
+    t.is(first['alpnCount'], 64);
+    t.is((first['alpn'] as string[]).length, 8);
+    t.true((first['alpn'] as string[]).every((n) => n.length === 33 && n.endsWith('…')));
+    await sendFrom(proxy.port(), review);
+    await proxy.logs.waitFor(() => proxy.logs.closes().length === 2);
+    t.like(proxy.logs.closes()[1], { reason: 'rejected', detail: 'tls.alpn.too-many' });
+    for (const line of proxy.logs.closes()) t.true(JSON.stringify(line).length < 4096, `${JSON.stringify(line).length} bytes`);
   } finally {
     await proxy.stop();
     await backend.close();
