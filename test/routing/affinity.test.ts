@@ -9,6 +9,8 @@ import { AffinityTable } from '../../src/proxy/affinity-table.js';
 import {
   helloKeys,
   lessonsFromFlight,
+  MAX_HELLO_KEYS,
+  MAX_TICKETS_LEARNED_PER_FLIGHT,
   offersOnlyTls13,
   ticketKeyName,
   type AffinityFlight,
@@ -76,6 +78,27 @@ test('real hellos: an OpenSSL 1.2 ticket resumption offers its key name, a 1.3 P
   t.deepEqual(helloKeys(fresh), []);
 });
 
+test('a hello stuffed with PSK identities is looked up by at most the ticket, 2 identities and the session ID', (t) => {
+  const ids = Array.from({ length: 1150 }, (_, i) => {
+    const b = Buffer.alloc(16);
+    b.writeUInt32BE(i + 1);
+    return b;
+  });
+  const ticket = Buffer.concat([bytes(16, 0xee), bytes(40, 0)]);
+  const sid = bytes(32, 3);
+  const keys = helloKeys({ sessionId: sid, supportedVersions: [TLS13, TLS12], sessionTicket: ticket, pskIdentities: ids });
+  t.is(MAX_HELLO_KEYS, 4);
+  t.deepEqual(keys, [
+    { kind: 'tkt', hex: bytes(16, 0xee).toString('hex') },
+    { kind: 'tkt', hex: ids[0]!.toString('hex') },
+    { kind: 'tkt', hex: ids[1]!.toString('hex') },
+    { kind: 'sid', hex: sid.toString('hex') },
+  ]);
+  // The bound is on identities read, not on distinct names: duplicates of the ticket do not let more in.
+  const dup = helloKeys({ sessionId: Buffer.alloc(0), sessionTicket: ticket, pskIdentities: [ticket, ticket, ...ids] });
+  t.deepEqual(dup, [{ kind: 'tkt', hex: bytes(16, 0xee).toString('hex') }]);
+});
+
 // ── lessons of a server flight ──────────────────────────────────────────────────────────────────────
 
 test('TLS 1.2 full handshake: learn the ID the server assigned and the key names of its clear tickets', (t) => {
@@ -100,6 +123,14 @@ test('TLS 1.2 resumption (ID echoed) teaches nothing new; a new ID on a hello ro
   t.deepEqual(refused.learn, [{ kind: 'sid', hex: fresh.toString('hex') }]);
 });
 
+test('TLS 1.2 ticket refused (a full handshake, no new ticket): its key name is not unlearned', (t) => {
+  const name = bytes(16, 0x78);
+  const routedBy = { kind: 'tkt' as const, hex: name.toString('hex') };
+  const hello = { sessionId: bytes(32, 1), sessionTicket: Buffer.concat([name, bytes(60, 1)]) };
+  const l = lessonsFromFlight(hello, flight({ version: TLS12, sessionId: bytes(32, 2) }), routedBy);
+  t.deepEqual(l, { learn: [{ kind: 'sid', hex: bytes(32, 2).toString('hex') }], unlearn: [] });
+});
+
 test('TLS 1.2 ticket refused but a new ticket under the same key name: the name stays learned', (t) => {
   const name = bytes(16, 0x77);
   const routedBy = { kind: 'tkt' as const, hex: name.toString('hex') };
@@ -109,16 +140,40 @@ test('TLS 1.2 ticket refused but a new ticket under the same key name: the name 
   t.true(l.learn.some((k) => k.kind === 'tkt' && k.hex === routedBy.hex));
 });
 
-test('TLS 1.3: an accepted PSK teaches its identity key name; a refused one unlearns the routing key; never a session ID', (t) => {
+test('TLS 1.3: an accepted PSK teaches its identity key name; a refused one unlearns nothing; never a session ID', (t) => {
   const ids = [Buffer.concat([bytes(16, 0xc1), bytes(50, 0)]), Buffer.concat([bytes(16, 0xc2), bytes(50, 0)])];
   const echo = bytes(32, 0x99);
   const hello: AffinityHello = { sessionId: echo, supportedVersions: [TLS13], pskIdentities: ids };
   const accepted = lessonsFromFlight(hello, flight({ version: TLS13, sessionId: echo, pskSelectedIdentity: 1 }), undefined);
   t.deepEqual(accepted, { learn: [{ kind: 'tkt', hex: bytes(16, 0xc2).toString('hex') }], unlearn: [] });
+  // A refused ticket key name stays learned (F11: any client can get a refusal for any name).
   const routedBy = { kind: 'tkt' as const, hex: bytes(16, 0xc1).toString('hex') };
-  t.deepEqual(lessonsFromFlight(hello, flight({ version: TLS13, sessionId: echo }), routedBy), { learn: [], unlearn: [routedBy] });
+  t.deepEqual(lessonsFromFlight(hello, flight({ version: TLS13, sessionId: echo }), routedBy), { learn: [], unlearn: [] });
+  // A 1.2 session ID that routed a hello also offering 1.3, refused by a 1.3 answer: that session is gone.
+  const sidHello: AffinityHello = { sessionId: bytes(32, 0x98), supportedVersions: [TLS13, TLS12] };
+  const bySid = { kind: 'sid' as const, hex: bytes(32, 0x98).toString('hex') };
+  t.deepEqual(lessonsFromFlight(sidHello, flight({ version: TLS13, sessionId: bytes(32, 0x98) }), bySid), { learn: [], unlearn: [bySid] });
   // After a HelloRetryRequest the second hello may have dropped identities: the index is not trusted.
   t.deepEqual(lessonsFromFlight(hello, flight({ version: TLS13, sessionId: echo, pskSelectedIdentity: 0, helloRetryRequest: true }), undefined).learn, []);
+});
+
+test('a flight of 9000 NewSessionTickets teaches at most MAX_TICKETS_LEARNED_PER_FLIGHT key names', (t) => {
+  const distinct = Array.from({ length: 9000 }, (_, i) => {
+    const b = Buffer.alloc(48);
+    b.writeUInt32BE(i + 1);
+    return b;
+  });
+  const serverId = bytes(32, 0x61);
+  const l = lessonsFromFlight({ sessionId: Buffer.alloc(0) }, flight({ version: TLS12, sessionId: serverId, newSessionTickets: distinct }), undefined);
+  t.is(MAX_TICKETS_LEARNED_PER_FLIGHT, 2);
+  t.deepEqual(l.learn, [
+    { kind: 'sid', hex: serverId.toString('hex') },
+    { kind: 'tkt', hex: distinct[0]!.toString('hex', 0, 16) },
+    { kind: 'tkt', hex: distinct[1]!.toString('hex', 0, 16) },
+  ]);
+  const same = Array.from({ length: 9000 }, () => distinct[0]!);
+  const s = lessonsFromFlight({ sessionId: Buffer.alloc(0) }, flight({ version: TLS12, newSessionTickets: same }), undefined);
+  t.deepEqual(s.learn, [{ kind: 'tkt', hex: distinct[0]!.toString('hex', 0, 16) }]);
 });
 
 test('property: a TLS 1.3 flight never teaches a session ID, whatever the hello and flight', (t) => {
@@ -261,4 +316,35 @@ test('pool: a refused resumption unlearns only while the key still names the ser
   a.observe(choice, flight({ version: TLS12, sessionId: bytes(32, 0x43) }), '127.0.0.1:5001');
   t.is(chooseNow(a, { sessionId: sid }, pool).serverIndex, undefined);
   t.like(a.stats(), { unlearned: 1, hit: 2, miss: 1 });
+});
+
+test('pool: one flight of 9000 tickets adds at most 3 entries (its session ID and 2 key names)', (t) => {
+  const config = poolConfig([5001, 5002]);
+  const a = new PoolAffinity(config);
+  const tickets = Array.from({ length: 9000 }, (_, i) => {
+    const b = Buffer.alloc(32);
+    b.writeUInt32BE(i + 1);
+    return b;
+  });
+  a.observe({ hello: { sessionId: Buffer.alloc(0) } }, flight({ version: TLS12, sessionId: bytes(32, 0x51), newSessionTickets: tickets }), '127.0.0.1:5001');
+  t.like(a.stats(), { learned: 3, entries: 3 });
+});
+
+test('pool: a forged PSK (a real key name + junk) refused by its server leaves the key name learned', (t) => {
+  const config = poolConfig([5001, 5002]);
+  const pool = runtimeOf(config);
+  const a = new PoolAffinity(config);
+  const name = bytes(16, 0x5a);
+  const victim: AffinityHello = { sessionId: bytes(32, 1), supportedVersions: [TLS13], pskIdentities: [Buffer.concat([name, bytes(80, 1)])] };
+  // The victim's resumption is accepted by 5002: the name is learned there.
+  a.observe(chooseNow(a, victim, pool), flight({ version: TLS13, pskSelectedIdentity: 0 }), '127.0.0.1:5002');
+  t.is(chooseNow(a, victim, pool).serverIndex, 1);
+  // The attacker sends the same key name followed by junk; it is routed to 5002, which refuses it.
+  const forged: AffinityHello = { sessionId: bytes(32, 2), supportedVersions: [TLS13], pskIdentities: [Buffer.concat([name, bytes(100, 0xff)])] };
+  const choice = chooseNow(a, forged, pool);
+  t.is(choice.serverIndex, 1);
+  a.observe(choice, flight({ version: TLS13 }), '127.0.0.1:5002');
+  // The victim still goes to 5002.
+  t.is(chooseNow(a, victim, pool).serverIndex, 1);
+  t.like(a.stats(), { unlearned: 0, hit: 3, entries: 1 });
 });
