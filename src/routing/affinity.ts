@@ -47,8 +47,11 @@ export interface AffinityFlight {
   readonly sessionId: Buffer;
   readonly helloRetryRequest: boolean;
   readonly pskSelectedIdentity?: number;
-  /** TLS 1.2 NewSessionTicket ticket bytes (sent in the clear before CCS, RFC 5077 §3.3). */
-  readonly newSessionTickets: readonly Buffer[];
+  /**
+   * The first bytes of TLS 1.2 NewSessionTicket tickets (sent in the clear before CCS, RFC 5077 §3.3):
+   * at least TICKET_KEY_NAME_BYTES of each ticket that long, which is all a lesson reads.
+   */
+  readonly newSessionTicketPrefixes: readonly Buffer[];
 }
 
 export interface AffinityLessons {
@@ -179,7 +182,7 @@ export function lessonsFromFlight(hello: AffinityHello, flight: AffinityFlight, 
     if (refusedSid !== undefined) unlearn.push(refusedSid);
     if (serverId.length > 0) add({ kind: 'sid', hex: serverId.toString('hex') });
   }
-  const tickets = flight.newSessionTickets;
+  const tickets = flight.newSessionTicketPrefixes;
   for (let i = 0; i < tickets.length && i < MAX_TICKETS_LEARNED_PER_FLIGHT; i++) {
     const k = ticketKeyName(tickets[i]!);
     if (k !== undefined) add(k);

@@ -27,7 +27,7 @@ function bytes(n: number, fill: number): Buffer {
 }
 
 function flight(f: Partial<AffinityFlight> & { version: number }): AffinityFlight {
-  return { sessionId: Buffer.alloc(0), helloRetryRequest: false, newSessionTickets: [], ...f };
+  return { sessionId: Buffer.alloc(0), helloRetryRequest: false, newSessionTicketPrefixes: [], ...f };
 }
 
 function parseFixture(name: string): TlsFields {
@@ -104,7 +104,7 @@ test('a hello stuffed with PSK identities is looked up by at most the ticket, 2 
 test('TLS 1.2 full handshake: learn the ID the server assigned and the key names of its clear tickets', (t) => {
   const serverId = bytes(32, 0x44);
   const ticket = Buffer.concat([bytes(16, 0x55), bytes(100, 0)]);
-  const l = lessonsFromFlight({ sessionId: Buffer.alloc(0) }, flight({ version: TLS12, sessionId: serverId, newSessionTickets: [ticket] }), undefined);
+  const l = lessonsFromFlight({ sessionId: Buffer.alloc(0) }, flight({ version: TLS12, sessionId: serverId, newSessionTicketPrefixes: [ticket] }), undefined);
   t.deepEqual(l.learn, [
     { kind: 'sid', hex: serverId.toString('hex') },
     { kind: 'tkt', hex: bytes(16, 0x55).toString('hex') },
@@ -135,7 +135,7 @@ test('TLS 1.2 ticket refused but a new ticket under the same key name: the name 
   const name = bytes(16, 0x77);
   const routedBy = { kind: 'tkt' as const, hex: name.toString('hex') };
   const hello = { sessionId: bytes(32, 1), sessionTicket: Buffer.concat([name, bytes(60, 1)]) };
-  const l = lessonsFromFlight(hello, flight({ version: TLS12, sessionId: bytes(32, 2), newSessionTickets: [Buffer.concat([name, bytes(60, 2)])] }), routedBy);
+  const l = lessonsFromFlight(hello, flight({ version: TLS12, sessionId: bytes(32, 2), newSessionTicketPrefixes: [Buffer.concat([name, bytes(60, 2)])] }), routedBy);
   t.deepEqual(l.unlearn, []);
   t.true(l.learn.some((k) => k.kind === 'tkt' && k.hex === routedBy.hex));
 });
@@ -164,7 +164,7 @@ test('a flight of 9000 NewSessionTickets teaches at most MAX_TICKETS_LEARNED_PER
     return b;
   });
   const serverId = bytes(32, 0x61);
-  const l = lessonsFromFlight({ sessionId: Buffer.alloc(0) }, flight({ version: TLS12, sessionId: serverId, newSessionTickets: distinct }), undefined);
+  const l = lessonsFromFlight({ sessionId: Buffer.alloc(0) }, flight({ version: TLS12, sessionId: serverId, newSessionTicketPrefixes: distinct }), undefined);
   t.is(MAX_TICKETS_LEARNED_PER_FLIGHT, 2);
   t.deepEqual(l.learn, [
     { kind: 'sid', hex: serverId.toString('hex') },
@@ -172,7 +172,7 @@ test('a flight of 9000 NewSessionTickets teaches at most MAX_TICKETS_LEARNED_PER
     { kind: 'tkt', hex: distinct[1]!.toString('hex', 0, 16) },
   ]);
   const same = Array.from({ length: 9000 }, () => distinct[0]!);
-  const s = lessonsFromFlight({ sessionId: Buffer.alloc(0) }, flight({ version: TLS12, newSessionTickets: same }), undefined);
+  const s = lessonsFromFlight({ sessionId: Buffer.alloc(0) }, flight({ version: TLS12, newSessionTicketPrefixes: same }), undefined);
   t.deepEqual(s.learn, [{ kind: 'tkt', hex: distinct[0]!.toString('hex', 0, 16) }]);
 });
 
@@ -191,7 +191,7 @@ test('property: a TLS 1.3 flight never teaches a session ID, whatever the hello 
           version: TLS13,
           sessionId: sid,
           helloRetryRequest: hrr,
-          newSessionTickets: tickets,
+          newSessionTicketPrefixes: tickets,
           ...(selected === undefined ? {} : { pskSelectedIdentity: selected }),
         });
         const l = lessonsFromFlight(hello, f, undefined);
@@ -326,7 +326,7 @@ test('pool: one flight of 9000 tickets adds at most 3 entries (its session ID an
     b.writeUInt32BE(i + 1);
     return b;
   });
-  a.observe({ hello: { sessionId: Buffer.alloc(0) } }, flight({ version: TLS12, sessionId: bytes(32, 0x51), newSessionTickets: tickets }), '127.0.0.1:5001');
+  a.observe({ hello: { sessionId: Buffer.alloc(0) } }, flight({ version: TLS12, sessionId: bytes(32, 0x51), newSessionTicketPrefixes: tickets }), '127.0.0.1:5001');
   t.like(a.stats(), { learned: 3, entries: 3 });
 });
 
