@@ -30,8 +30,8 @@
 // after push returns (the caller reuses its read buffers).
 //
 // Memory per parser: a few dozen numbers; while the ServerHello arrives, its body (≤ 8 KiB); after it,
-// the session ID (≤ 32 bytes), the extension types and at most MAX_NEW_SESSION_TICKETS_KEPT prefixes of
-// 16 bytes. (The reassembling reader it replaces
+// the session ID (≤ 32 bytes), the extension types (≤ MAX_SERVER_HELLO_EXTENSIONS numbers) and at most
+// MAX_NEW_SESSION_TICKETS_KEPT prefixes of 16 bytes — under 1 KiB. (The reassembling reader it replaces
 // kept two copies of the flight, up to 2 × 256 KiB.)
 
 import { ByteReader, ParseStop, runParser } from './byte-reader.js';
@@ -103,6 +103,13 @@ export const NEW_SESSION_TICKET_BYTES_KEPT = 16;
  */
 export const MAX_NEW_SESSION_TICKETS_KEPT = 2;
 
+/**
+ * Most ServerHello extensions read (`tls.server.too-many-extensions` above). A server may only answer
+ * extensions the client offered, each once (RFC 8446 §4.2, RFC 5246 §7.4.1.4); real ServerHellos carry
+ * fewer than 15. Without a cap a hostile backend packs 16 382 empty ones in 64 KiB.
+ */
+export const MAX_SERVER_HELLO_EXTENSIONS = 64;
+
 /** ticket_lifetime_hint (4) + the ticket's length (2) (RFC 5077 §3.3). */
 const TICKET_FIXED_BYTES = 4 + 2;
 
@@ -133,13 +140,17 @@ function walkServerHello(body: Buffer): ServerHello {
   let version = legacyVersion;
   let psk: number | undefined;
   const extensionTypes: number[] = [];
+  const seen = new Set<number>();
   if (!r.atEnd) {
     const exts = r.vec16('tls.server.bad-length');
     r.expectEnd('tls.server.bad-length');
     while (!exts.atEnd) {
       const type = exts.u16('tls.server.bad-length');
       const data = exts.vec16('tls.server.bad-length');
-      if (extensionTypes.includes(type)) fail('tls.server.ext-duplicate');
+      // "There MUST NOT be more than one extension of the same type" (RFC 8446 §4.2, RFC 5246 §7.4.1.4).
+      if (seen.has(type)) fail('tls.server.ext-duplicate');
+      if (seen.size === MAX_SERVER_HELLO_EXTENSIONS) fail('tls.server.too-many-extensions');
+      seen.add(type);
       extensionTypes.push(type);
       if (type === ExtensionType.supportedVersions) {
         // ServerHello form: ProtocolVersion selected_version (RFC 8446 §4.2.1).

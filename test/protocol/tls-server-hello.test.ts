@@ -5,6 +5,7 @@ import {
   createServerFlightParser,
   MAX_NEW_SESSION_TICKETS_KEPT,
   MAX_SERVER_HELLO_BYTES,
+  MAX_SERVER_HELLO_EXTENSIONS,
   type ServerFlightState,
 } from '../../src/protocol/tls-server-hello.js';
 import {
@@ -280,4 +281,46 @@ test('a stalled TLS 1.2 flight holds no copy of the server bytes (F7): 300 parse
   // Each parser now holds no buffer at all; 1 MiB in all leaves room for GC timing.
   t.true(grown < 1024 * 1024, `array buffers grew by ${grown} bytes`);
   t.is(parsers.length, 300);
+});
+
+// ── a hostile backend (F6): the work a flight causes is bounded by counts, not by what it claims ─────
+
+/** n distinct empty extensions (types 0x1000 + i, none that the walk decodes). */
+function distinctExtensions(n: number) {
+  return Array.from({ length: n }, (_, i) => ext(0x1000 + i));
+}
+
+test('ServerHello extensions: at most MAX_SERVER_HELLO_EXTENSIONS; 16 382 of them are refused unread', (t) => {
+  t.is(MAX_SERVER_HELLO_EXTENSIONS, 64);
+  const ok = feed([toRecords(serverHelloMessage({ extensions: distinctExtensions(MAX_SERVER_HELLO_EXTENSIONS) })), CCS]);
+  t.is(ok.kind, 'done');
+  if (ok.kind === 'done') t.is(ok.flight.extensionTypes.length, MAX_SERVER_HELLO_EXTENSIONS);
+  const over = feed([toRecords(serverHelloMessage({ extensions: distinctExtensions(MAX_SERVER_HELLO_EXTENSIONS + 1) }))]);
+  t.deepEqual(over, { kind: 'reject', reason: 'tls.server.too-many-extensions' });
+  // 1000 distinct ones fit in 4 KiB, under the ServerHello cap: the count refuses them.
+  t.deepEqual(feed([toRecords(serverHelloMessage({ extensions: distinctExtensions(1000) }))]), { kind: 'reject', reason: 'tls.server.too-many-extensions' });
+  // The review's 65.6 KB ServerHello of 16 382 extensions: refused from its header by the size cap.
+  const huge = toRecords(serverHelloMessage({ extensions: distinctExtensions(16_382) }));
+  t.true(huge.length > 65_000);
+  t.deepEqual(feed([huge]), { kind: 'reject', reason: 'tls.server.too-large' });
+  // A duplicate is still a duplicate, wherever it is.
+  const dup = [...distinctExtensions(40), ext(0x1000 + 39)];
+  t.deepEqual(feed([toRecords(serverHelloMessage({ extensions: dup }))]), { kind: 'reject', reason: 'tls.server.ext-duplicate' });
+});
+
+test('a flight of 9000 NewSessionTickets: all read and counted, 2 prefixes kept, done at the CCS', (t) => {
+  const sh = serverHelloMessage({ sessionId: Buffer.alloc(32, 5), extensions: [ext(0x23)] });
+  const tickets = Array.from({ length: 9000 }, (_, i) => {
+    const b = Buffer.alloc(16);
+    b.writeUInt32BE(i + 1);
+    return newSessionTicketMessage(b);
+  });
+  const bytes = Buffer.concat([toRecords(Buffer.concat([sh, ...tickets]), { version: 0x0303 }), CCS]);
+  t.true(bytes.length > 230_000);
+  const s = feed([bytes]);
+  t.is(s.kind, 'done');
+  if (s.kind !== 'done') return;
+  t.is(s.flight.newSessionTicketCount, 9000);
+  t.is(s.flight.newSessionTicketPrefixes.length, MAX_NEW_SESSION_TICKETS_KEPT);
+  t.deepEqual(s.flight.newSessionTicketPrefixes[1], Buffer.from([0, 0, 0, 2, ...Buffer.alloc(12)]));
 });
