@@ -17,7 +17,7 @@
 //     A HelloRetryRequest is noted, its compat CCS skipped, and the real ServerHello awaited.
 //   - TLS ≤ 1.2: at the server's ChangeCipherSpec, after which everything is encrypted. Tickets come
 //     before it (RFC 5077 §3.3), also when the client's flight lies between (full handshake).
-//   - An alert or any other record: done if a ServerHello was seen, else reject.
+//   - An alert before that: reject (a failed handshake teaches nothing); any other record type too.
 // The parser is fed server→client chunks as they arrive and keeps its own state; it never throws.
 //
 // A streaming state machine, because an affinity pool runs one per spliced TLS connection for as long
@@ -292,8 +292,10 @@ class ServerFlightReader implements ServerFlightParser {
       // The middlebox-compatibility CCS after an HRR (RFC 8446 §D.4): skip it.
       this.skipping = true;
     } else if (h.type !== ContentType.handshake) {
-      // CCS ends a TLS ≤ 1.2 server flight; an alert or anything else ends whatever we have.
-      if (this.hello !== undefined) return this.done();
+      // Only the server's ChangeCipherSpec completes a TLS ≤ 1.2 flight: the server has then committed to
+      // the session (everything after it is encrypted). An alert after a ServerHello is a handshake that
+      // failed — the session it announced was never established, so it teaches nothing.
+      if (h.type === ContentType.changeCipherSpec && this.phase === 'tls12') return this.done();
       return { kind: 'reject', reason: h.type === ContentType.alert ? 'tls.server.alert' : 'tls.server.bad-type' };
     } else {
       const why = checkHandshakeRecord(h);

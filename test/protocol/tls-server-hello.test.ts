@@ -106,9 +106,17 @@ test('a ServerHello without extensions (TLS 1.0) is TLS ≤ 1.2', (t) => {
   if (s.kind === 'done') t.is(s.flight.version, 0x0301);
 });
 
-test('an alert: done after a ServerHello, reject before', (t) => {
-  const sh = serverHelloMessage({ extensions: [] });
-  t.is(feed([toRecords(sh), ALERT]).kind, 'done');
+test('an alert before the flight is complete is a reject, also after a ServerHello (F10: a failed handshake)', (t) => {
+  const sh = serverHelloMessage({ sessionId: Buffer.alloc(32, 4), extensions: [] });
+  const tls12 = toRecords(Buffer.concat([sh, handshakeMessage(11, Buffer.alloc(100)), handshakeMessage(14, Buffer.alloc(0))]));
+  t.deepEqual(feed([tls12, ALERT]), { kind: 'reject', reason: 'tls.server.alert' });
+  t.deepEqual(feed([toRecords(sh), ALERT]), { kind: 'reject', reason: 'tls.server.alert' });
+  t.is(feed([tls12, CCS]).kind, 'done');
+  // Application data before the CCS is not a TLS ≤ 1.2 flight either.
+  t.deepEqual(feed([tls12, tlsRecord(23, Buffer.alloc(20), 0x0303)]), { kind: 'reject', reason: 'tls.server.bad-type' });
+  // After a HelloRetryRequest, an alert instead of the second ServerHello.
+  const hrr = serverHelloMessage({ random: HRR_RANDOM, extensions: [extSelectedVersion(0x0304)] });
+  t.deepEqual(feed([toRecords(hrr), CCS, ALERT]), { kind: 'reject', reason: 'tls.server.alert' });
   t.deepEqual(feed([ALERT]), { kind: 'reject', reason: 'tls.server.alert' });
   t.deepEqual(feed([Buffer.from('HTTP/1.1 400 Bad Request\r\n\r\n')]), { kind: 'reject', reason: 'tls.server.bad-type' });
 });

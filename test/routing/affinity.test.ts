@@ -6,6 +6,7 @@ import type { PoolConfig, ServerConfig } from '../../src/config/types.js';
 import { createTlsProbe, type TlsFields } from '../../src/protocol/tls-client-hello.js';
 import { PoolAffinity, type AffinityChoice } from '../../src/proxy/affinity-pool.js';
 import { AffinityTable } from '../../src/proxy/affinity-table.js';
+import { watchServerFlight } from '../../src/proxy/affinity-watcher.js';
 import {
   helloKeys,
   lessonsFromFlight,
@@ -18,6 +19,7 @@ import {
 } from '../../src/routing/affinity.js';
 import { PoolState } from '../../src/routing/pool-state.js';
 import { readFixture } from '../helpers/fixtures.js';
+import { ext, handshakeMessage, newSessionTicketMessage, serverHelloMessage, tlsRecord, toRecords } from '../helpers/tls-build.js';
 
 const TLS12 = 0x0303;
 const TLS13 = 0x0304;
@@ -347,4 +349,29 @@ test('pool: a forged PSK (a real key name + junk) refused by its server leaves t
   // The victim still goes to 5002.
   t.is(chooseNow(a, victim, pool).serverIndex, 1);
   t.like(a.stats(), { unlearned: 0, hit: 3, entries: 1 });
+});
+
+test('pool: a failed TLS 1.2 handshake (an alert after the ServerHello) learns nothing; the CCS completes one', (t) => {
+  const config = poolConfig([5001, 5002]);
+  const a = new PoolAffinity(config);
+  const serverFlight = (sid: Buffer, ticket: Buffer): Buffer =>
+    toRecords(
+      Buffer.concat([
+        serverHelloMessage({ sessionId: sid, extensions: [ext(0x23)] }),
+        handshakeMessage(11, Buffer.alloc(500, 1)),
+        handshakeMessage(14, Buffer.alloc(0)),
+        newSessionTicketMessage(ticket),
+      ]),
+      { version: 0x0303 },
+    );
+  const run = (bytes: Buffer[]): void => {
+    const choice = { hello: { sessionId: Buffer.alloc(0) } };
+    const watch = watchServerFlight((f) => a.observe(choice, f, '127.0.0.1:5001'));
+    for (const b of bytes) if (watch(b)) break;
+  };
+  // The server assigned a session ID and even sent a ticket, then a fatal alert (handshake_failure).
+  run([serverFlight(bytes(32, 0x71), bytes(48, 0x72)), tlsRecord(21, Buffer.from([2, 40]), 0x0303)]);
+  t.like(a.stats(), { learned: 0, entries: 0 });
+  run([serverFlight(bytes(32, 0x73), bytes(48, 0x74)), tlsRecord(20, Buffer.from([1]), 0x0303)]);
+  t.like(a.stats(), { learned: 2, entries: 2 });
 });
