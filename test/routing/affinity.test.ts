@@ -248,7 +248,7 @@ function poolConfig(ports: number[]): PoolConfig {
     balance: 'round-robin',
     affinity: 'tls',
     retries: ports.length - 1,
-    affinityTable: { size: 100, ttl: 60_000 },
+    affinityTable: { size: 100, ttl: 60_000, sidTtl: 60_000 },
     servers: ports.map(serverAt),
   };
 }
@@ -374,4 +374,28 @@ test('pool: a failed TLS 1.2 handshake (an alert after the ServerHello) learns n
   t.like(a.stats(), { learned: 0, entries: 0 });
   run([serverFlight(bytes(32, 0x73), bytes(48, 0x74)), tlsRecord(20, Buffer.from([1]), 0x0303)]);
   t.like(a.stats(), { learned: 2, entries: 2 });
+});
+
+test('pool: session IDs expire after sid_ttl, ticket key names after ttl (F10)', (t) => {
+  let now = 1000;
+  const config: PoolConfig = { ...poolConfig([5001, 5002]), affinityTable: { size: 100, ttl: 60_000, sidTtl: 5_000 } };
+  const pool = runtimeOf(config);
+  const a = new PoolAffinity(config, undefined, { perf: { now: () => now } });
+  const sid = bytes(32, 0x61);
+  const name = bytes(16, 0x62);
+  a.observe(
+    { hello: { sessionId: Buffer.alloc(0) } },
+    flight({ version: TLS12, sessionId: sid, newSessionTicketPrefixes: [name] }),
+    '127.0.0.1:5002',
+  );
+  t.like(a.stats(), { learned: 2, entries: 2 });
+  now += 4_999;
+  t.is(chooseNow(a, { sessionId: sid }, pool).serverIndex, 1, 'within sid_ttl');
+  // That hit restarted the ID's TTL (counted from the last use, as for ttl).
+  now += 5_001;
+  t.is(chooseNow(a, { sessionId: sid }, pool).serverIndex, undefined, 'unused for longer than sid_ttl');
+  t.is(chooseNow(a, { sessionId: Buffer.alloc(0), sessionTicket: Buffer.concat([name, bytes(40, 0)]) }, pool).serverIndex, 1, 'the key name lives on');
+  now += 59_999;
+  t.is(chooseNow(a, { sessionId: Buffer.alloc(0), sessionTicket: Buffer.concat([name, bytes(40, 0)]) }, pool).serverIndex, 1);
+  t.like(a.stats(), { entries: 1 });
 });
