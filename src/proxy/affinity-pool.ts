@@ -61,6 +61,7 @@ export class PoolAffinity {
     storeHits: 0,
     storeErrors: 0,
     storeTimeouts: 0,
+    storeSkipped: 0,
   };
   private readonly table: AffinityTable;
 
