@@ -51,7 +51,7 @@ function poolConfig(n: number, balance: BalanceKind): PoolConfig {
     name: 'bench',
     balance,
     ...(balance === 'hash' && { hashKey: 'source-ip' as const }),
-    affinityTable: { size: 100000, ttl: 3600000 },
+    affinityTable: { size: 100000, ttl: 3600000, sidTtl: 300000 },
     retries: n - 1,
     servers: Array.from({ length: n }, (_, i) => {
       const text = serverAddress(i);

@@ -49,7 +49,10 @@ export const DEFAULT_EXPECT_STATUS = Object.freeze([Object.freeze({ from: 200, t
  */
 export const MIN_HEALTH_INTERVAL = 100;
 export const DEFAULT_PASSIVE_HEALTH: PassiveHealthConfig = Object.freeze({ fall: 3, downFor: 10_000 });
-export const DEFAULT_AFFINITY_TABLE: AffinityTableConfig = Object.freeze({ size: 100_000, ttl: 3_600_000 });
+// sid_ttl: 300 s is the default session cache lifetime of OpenSSL (SSL_CTX_set_timeout), nginx
+// (ssl_session_timeout 5m) and HAProxy (tune.ssl.lifetime 300): a session ID learned for longer names
+// a session its server has already forgotten.
+export const DEFAULT_AFFINITY_TABLE: AffinityTableConfig = Object.freeze({ size: 100_000, ttl: 3_600_000, sidTtl: 300_000 });
 export const DEFAULT_AFFINITY_STORE = Object.freeze({ timeout: 5, prefix: 'twinport:affinity:' });
 /** A new TLS connection without a local table hit waits up to this long for Redis: keep it a hot-path bound. */
 export const MAX_AFFINITY_STORE_TIMEOUT = 1000;
@@ -414,6 +417,7 @@ function compileAffinityTable(raw: Obj, path: KeyPath, issues: Issues): Affinity
   return {
     size: count(raw, 'size', DEFAULT_AFFINITY_TABLE.size),
     ttl: duration(raw, 'ttl', path, DEFAULT_AFFINITY_TABLE.ttl, issues),
+    sidTtl: duration(raw, 'sid_ttl', path, DEFAULT_AFFINITY_TABLE.sidTtl, issues),
   };
 }
 

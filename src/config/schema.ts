@@ -152,7 +152,8 @@ const PassiveHealth = Type.Object(
 const AffinityTable = Type.Object(
   {
     size: Type.Optional(Type.Integer({ minimum: 1, maximum: AFFINITY_TABLE_MAX, description: 'Most entries kept for the pool. Default 100000.' })),
-    ttl: Type.Optional(Duration('How long an entry is kept. Default 1h.')),
+    ttl: Type.Optional(Duration('How long a ticket key name entry is kept after its last use. Default 1h.')),
+    sid_ttl: Type.Optional(Duration('How long a TLS <= 1.2 session ID entry is kept after its last use (locally and in Redis). Default 5m.')),
   },
   { additionalProperties: false, description: 'Only with affinity: tls.' },
 );

@@ -76,7 +76,9 @@ export interface PassiveHealthConfig {
 
 export interface AffinityTableConfig {
   readonly size: number; // max entries per pool, default 100 000
-  readonly ttl: number; // default 1h
+  readonly ttl: number; // ticket key names, default 1h
+  /** TLS ≤ 1.2 session IDs, default 5m: a server's session cache forgets them sooner than ticket keys rotate. */
+  readonly sidTtl: number;
 }
 
 /** `pools.<name>.affinity_store`: the learned table shared through Redis. */

@@ -61,6 +61,7 @@ export class PoolAffinity {
     storeHits: 0,
     storeErrors: 0,
     storeTimeouts: 0,
+    storeSkipped: 0,
   };
   private readonly table: AffinityTable;
 
@@ -80,6 +81,7 @@ export class PoolAffinity {
       config.affinity === 'tls' &&
       a.size === b.size &&
       a.ttl === b.ttl &&
+      a.sidTtl === b.sidTtl &&
       store === this.store &&
       this.config.affinityStore?.prefix === config.affinityStore?.prefix
     );
@@ -121,7 +123,7 @@ export class PoolAffinity {
           this.counters.hit++;
           this.counters.storeHits++;
           // Learned by another instance: cache it here without counting it as learned.
-          this.table.learn(keyText(key), server);
+          this.table.learn(keyText(key), server, this.ttlOf(key));
           done({ hello, routedBy: key, serverIndex: index });
           return;
         }
@@ -140,9 +142,19 @@ export class PoolAffinity {
       this.store?.unlearn(this.storeKey(k), serverText, this.counters);
     }
     for (const k of learn) {
-      if (this.table.learn(keyText(k), serverText)) this.counters.learned++;
-      this.store?.set(this.storeKey(k), serverText, this.config.affinityTable.ttl, this.counters);
+      const ttl = this.ttlOf(k);
+      if (this.table.learn(keyText(k), serverText, ttl)) this.counters.learned++;
+      this.store?.set(this.storeKey(k), serverText, ttl, this.counters);
     }
+  }
+
+  /**
+   * A session ID lives as long as its server's session cache keeps it (`sid_ttl`, 5 minutes by default);
+   * a ticket key name as long as the key is in use (`ttl`).
+   */
+  private ttlOf(k: AffinityKey): number {
+    const t = this.config.affinityTable;
+    return k.kind === 'sid' ? t.sidTtl : t.ttl;
   }
 
   /** The first usable learned server among `values` (aligned with `keys`); unusable ones are unlearned. */

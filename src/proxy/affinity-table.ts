@@ -1,12 +1,14 @@
 // One pool's learned affinity: key text ("sid:…", "tkt:…") → server address text, bounded by
-// `affinity_table.size` (least recently used out first) and `affinity_table.ttl`. Per process.
+// `affinity_table.size` (least recently used out first) and a TTL per entry (`affinity_table.ttl` for
+// ticket key names, `sid_ttl` for session IDs, chosen by the caller). Per process.
 //
 // It lives in proxy/ rather than routing/ because it reads a clock (lru-cache's TTL) and routing/ is
 // kept free of clocks and third-party state; the decisions it stores come from routing/affinity.ts.
 import { LRUCache, type Perf } from 'lru-cache';
 import type { AffinityTableConfig } from '../config/types.js';
 
-export interface AffinityTableOptions extends AffinityTableConfig {
+/** Size and default TTL; per-kind TTLs (`sid_ttl`) are the caller's, passed to `learn`. */
+export interface AffinityTableOptions extends Pick<AffinityTableConfig, 'size' | 'ttl'> {
   /** Clock for TTLs (tests); default: lru-cache's `performance`. */
   readonly perf?: Perf;
 }
@@ -36,10 +38,13 @@ export class AffinityTable {
     return this.cache.get(key);
   }
 
-  /** Records key → server and restarts its TTL; true when the entry is new or moved to another server. */
-  learn(key: string, server: string): boolean {
+  /**
+   * Records key → server and restarts its TTL (`ttlMs`, default the table's `ttl`); true when the entry
+   * is new or moved to another server.
+   */
+  learn(key: string, server: string, ttlMs?: number): boolean {
     const before = this.cache.get(key);
-    this.cache.set(key, server);
+    this.cache.set(key, server, ttlMs === undefined ? undefined : { ttl: ttlMs });
     return before !== server;
   }
 

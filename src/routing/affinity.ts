@@ -47,8 +47,11 @@ export interface AffinityFlight {
   readonly sessionId: Buffer;
   readonly helloRetryRequest: boolean;
   readonly pskSelectedIdentity?: number;
-  /** TLS 1.2 NewSessionTicket ticket bytes (sent in the clear before CCS, RFC 5077 §3.3). */
-  readonly newSessionTickets: readonly Buffer[];
+  /**
+   * The first bytes of TLS 1.2 NewSessionTicket tickets (sent in the clear before CCS, RFC 5077 §3.3):
+   * at least TICKET_KEY_NAME_BYTES of each ticket that long, which is all a lesson reads.
+   */
+  readonly newSessionTicketPrefixes: readonly Buffer[];
 }
 
 export interface AffinityLessons {
@@ -85,8 +88,20 @@ export function ticketKeyName(ticket: Buffer): AffinityKey | undefined {
 }
 
 /**
+ * How many PSK identities of one hello are looked up. A client offers one identity per ticket it holds
+ * for the server, usually one (RFC 8446 §4.2.11 lets it offer many, and a 64 KiB hello carries over a
+ * thousand): the keys of a hello become a Redis MGET, so an unbounded list lets one client multiply the
+ * cost of its lookups (and, with a stalled Redis, the memory they hold) by a thousand.
+ */
+export const MAX_PSK_IDENTITIES_LOOKED_UP = 2;
+
+/** At most this many keys per hello: the ticket, the first PSK identities, the session ID. */
+export const MAX_HELLO_KEYS = 1 + MAX_PSK_IDENTITIES_LOOKED_UP + 1;
+
+/**
  * The keys of a hello to look up, best first, without duplicates: the ticket's key name (it outlives
- * any server's session cache), then the PSK identities' key names in offered order, then the session ID.
+ * any server's session cache), then the key names of the first MAX_PSK_IDENTITIES_LOOKED_UP PSK
+ * identities in offered order, then the session ID. Never more than MAX_HELLO_KEYS.
  */
 export function helloKeys(hello: AffinityHello): AffinityKey[] {
   const out: AffinityKey[] = [];
@@ -99,29 +114,47 @@ export function helloKeys(hello: AffinityHello): AffinityKey[] {
     out.push(k);
   };
   if (hello.sessionTicket !== undefined && hello.sessionTicket.length > 0) add(ticketKeyName(hello.sessionTicket));
-  for (const id of hello.pskIdentities ?? []) add(ticketKeyName(id));
+  const ids = hello.pskIdentities ?? [];
+  for (let i = 0; i < ids.length && i < MAX_PSK_IDENTITIES_LOOKED_UP; i++) add(ticketKeyName(ids[i]!));
   if (hello.sessionId.length > 0 && !offersOnlyTls13(hello)) add({ kind: 'sid', hex: hello.sessionId.toString('hex') });
   return out;
 }
+
+/**
+ * How many NewSessionTickets of one flight are learned. A TLS 1.2 server sends one, just before its
+ * ChangeCipherSpec (RFC 5077 §3.3); nothing in the record layer stops a hostile backend from sending
+ * thousands (9000 measured: 9001 table entries and Redis SETs from one connection). Two leaves room for
+ * a server that renews a ticket under a new key while it also reissues, and keeps a flight's lessons O(1).
+ */
+export const MAX_TICKETS_LEARNED_PER_FLIGHT = 2;
 
 /**
  * What the answering server's first flight teaches, given the hello it answered and the key the
  * connection was routed by (undefined when the balance chose the server).
  *
  * TLS 1.3 (selected version ≥ 0x0304): the ServerHello's pre_shared_key names the accepted identity
- * (RFC 8446 §4.2.11) → learn its key name. Its absence on a hello we routed by affinity means the
- * server refused what we sent it there → unlearn. NewSessionTicket is encrypted in 1.3 (§4.6.1), so a
- * full handshake teaches nothing. After a HelloRetryRequest the second ClientHello may drop identities
+ * (RFC 8446 §4.2.11) → learn its key name. NewSessionTicket is encrypted in 1.3 (§4.6.1), so a full
+ * handshake teaches nothing. After a HelloRetryRequest the second ClientHello may drop identities
  * (§4.1.2), so the index is trusted only when a single identity was offered.
  *
  * TLS ≤ 1.2: resumption echoes the client's session ID (RFC 5246 §7.4.1.3; RFC 5077 §3.4 for tickets).
- * A different ID is a full handshake: unlearn the routing key, learn the new ID. Tickets in the clear
- * teach their key names (also renewed ones on a resumption). With an empty ID on both sides a ticket
- * resumption cannot be told from a full handshake, so nothing is unlearned.
+ * A different ID is a full handshake: learn the new ID. Tickets in the clear teach their key names (also
+ * renewed ones on a resumption), at most MAX_TICKETS_LEARNED_PER_FLIGHT of them.
+ *
+ * Refusals (a 1.3 ServerHello without pre_shared_key, a 1.2 ServerHello with a new session ID, on a
+ * hello routed by affinity) unlearn the routing key only when it is a session ID: a session ID names one
+ * session of one server's cache, and the server that held it has just said it no longer does. A ticket
+ * key name is never unlearned on a refusal. Any client can build an identity that starts with a real key
+ * name (the first 16 bytes of its own ticket) followed by junk, and the server refuses it; an expired
+ * ticket is refused too. Neither shows that the name stopped naming that server: only the issuer can
+ * open that name's tickets, so routing them there is never wrong, and a rotated key simply stops being
+ * offered and expires (affinity_table.ttl). With an empty ID on both sides a ticket resumption cannot
+ * be told from a full handshake, so nothing is unlearned.
  */
 export function lessonsFromFlight(hello: AffinityHello, flight: AffinityFlight, routedBy: AffinityKey | undefined): AffinityLessons {
   const learn: AffinityKey[] = [];
   const unlearn: AffinityKey[] = [];
+  const refusedSid = routedBy !== undefined && routedBy.kind === 'sid' ? routedBy : undefined;
   if (flight.version >= TLS13) {
     const offered = hello.pskIdentities ?? [];
     const selected = flight.pskSelectedIdentity;
@@ -130,24 +163,32 @@ export function lessonsFromFlight(hello: AffinityHello, flight: AffinityFlight, 
       const trusted = !flight.helloRetryRequest || offered.length === 1;
       const k = identity === undefined || !trusted ? undefined : ticketKeyName(identity);
       if (k !== undefined) learn.push(k);
-    } else if (routedBy !== undefined) {
-      unlearn.push(routedBy);
+    } else if (refusedSid !== undefined) {
+      unlearn.push(refusedSid);
     }
     return { learn, unlearn };
   }
   const clientId = hello.sessionId;
   const serverId = flight.sessionId;
   const resumed = clientId.length > 0 ? serverId.equals(clientId) : serverId.length === 0 ? undefined : false;
+  const learned = new Set<string>();
+  const add = (k: AffinityKey): void => {
+    const text = keyText(k);
+    if (learned.has(text)) return;
+    learned.add(text);
+    learn.push(k);
+  };
   if (resumed === false) {
-    if (routedBy !== undefined) unlearn.push(routedBy);
-    if (serverId.length > 0) learn.push({ kind: 'sid', hex: serverId.toString('hex') });
+    if (refusedSid !== undefined) unlearn.push(refusedSid);
+    if (serverId.length > 0) add({ kind: 'sid', hex: serverId.toString('hex') });
   }
-  for (const ticket of flight.newSessionTickets) {
-    const k = ticketKeyName(ticket);
-    if (k !== undefined && !learn.some((l) => l.kind === k.kind && l.hex === k.hex)) learn.push(k);
+  const tickets = flight.newSessionTicketPrefixes;
+  for (let i = 0; i < tickets.length && i < MAX_TICKETS_LEARNED_PER_FLIGHT; i++) {
+    const k = ticketKeyName(tickets[i]!);
+    if (k !== undefined) add(k);
   }
-  // A key both refused and re-issued (an expired ticket renewed under the same key name) stays learned.
-  return { learn, unlearn: unlearn.filter((u) => !learn.some((l) => l.kind === u.kind && l.hex === u.hex)) };
+  // The refused ID is the client's and the learned one differs from it: nothing to reconcile.
+  return { learn, unlearn };
 }
 
 /** Why a learned server cannot take the connection now; undefined when it can. */

@@ -32,7 +32,7 @@ test('the documented examples compile to the typed config', (t) => {
     health: { type: tls, interval: 2s, timeout: 1s, rise: 2, fall: 3, sni: "api.example.com", alpn: [h2, http/1.1] }
     passive_health: { fall: 3, down_for: 10s }
     affinity: tls
-    affinity_table: { size: 100000, ttl: 1h }
+    affinity_table: { size: 100000, ttl: 1h, sid_ttl: 90s }
     affinity_store: { redis: "redis://127.0.0.1:6379/0", timeout: 5ms, prefix: "twinport:affinity:" }
   b:
     servers: ["127.0.0.1:2"]
@@ -54,7 +54,7 @@ test('the documented examples compile to the typed config', (t) => {
   });
   t.deepEqual(p['a']?.passiveHealth, { fall: 3, downFor: 10_000 });
   t.is(p['a']?.affinity, 'tls');
-  t.deepEqual(p['a']?.affinityTable, { size: 100_000, ttl: 3_600_000 });
+  t.deepEqual(p['a']?.affinityTable, { size: 100_000, ttl: 3_600_000, sidTtl: 90_000 });
   t.deepEqual(p['a']?.affinityStore, { redis: 'redis://127.0.0.1:6379/0', timeout: 5, prefix: 'twinport:affinity:' });
   t.deepEqual(p['b']?.health, {
     type: 'http',
@@ -87,7 +87,7 @@ test('defaults: counts, durations, the status range, the store prefix; a short i
 `);
   t.deepEqual(p['a']?.health, { type: 'tcp', interval: 2000, timeout: 1000, rise: 2, fall: 3, path: '/', expectStatus: [{ from: 200, to: 399 }] });
   t.deepEqual(p['a']?.passiveHealth, { fall: 3, downFor: 10_000 });
-  t.deepEqual(p['a']?.affinityTable, { size: 100_000, ttl: 3_600_000 }, 'the table has defaults without the key');
+  t.deepEqual(p['a']?.affinityTable, { size: 100_000, ttl: 3_600_000, sidTtl: 300_000 }, 'the table has defaults without the key; session IDs 5m');
   t.deepEqual(p['a']?.affinityStore, { redis: 'rediss://cache.internal:6380', timeout: 5, prefix: 'twinport:affinity:' });
   t.is(p['b']?.health?.interval, 500);
   t.is(p['b']?.health?.timeout, 250, 'half the interval when that is under 1s');
@@ -174,7 +174,7 @@ test('passive health and affinity mistakes: counts, units, keys without affinity
   b:
     affinity: tls
     servers: ["127.0.0.1:2"]
-    affinity_table: { size: 0, ttl: 1h }
+    affinity_table: { size: 0, ttl: 1h, sid_ttl: 300 }
     affinity_store: { redis: "http://127.0.0.1:6379/0", timeout: 2s }
   c:
     affinity: tls
@@ -190,6 +190,7 @@ test('passive health and affinity mistakes: counts, units, keys without affinity
       'h.yaml:7:42 pools.a.passive_health.down_for: durations need a unit: write "10s" or "10ms" (units: ms, s, m, h)',
       'h.yaml:8:5 pools.a.affinity_table: only used with affinity: tls',
       'h.yaml:12:29 pools.b.affinity_table.size: must be a whole number from 1 to 10000000',
+      'h.yaml:12:50 pools.b.affinity_table.sid_ttl: durations need a unit: write "300s" or "300ms" (units: ms, s, m, h)',
       'h.yaml:13:30 pools.b.affinity_store.redis: "http://127.0.0.1:6379/0" is not a Redis URL (scheme http): write redis://host:port/db or rediss://host:port/db',
       'h.yaml:13:66 pools.b.affinity_store.timeout: 2s is too long: at most 1s, since a new TLS connection may wait this long for the lookup',
       'h.yaml:17:30 pools.c.affinity_store.redis: "redis://127.0.0.1:6379/cache": the database "cache" must be a number',

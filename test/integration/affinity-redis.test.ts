@@ -7,60 +7,16 @@
 // servers in the opposite order: its fallback pick differs from A's, and what Redis holds is the
 // server's address text, which both instances share.
 import test, { type ExecutionContext } from 'ava';
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { once } from 'node:events';
 import type { Socket } from 'node:net';
 import tls from 'node:tls';
 import { Redis } from 'ioredis';
 import { generate } from 'selfsigned';
-import { listenServer, startProxy, type RunningProxy, freePort } from '../helpers/proxy-harness.js';
+import { listenServer, startProxy, type RunningProxy } from '../helpers/proxy-harness.js';
+import { startRedis } from '../helpers/redis-server.js';
 import { testWithTools } from '../helpers/tools.js';
 
 const PREFIX = 'twp-test:';
-
-
-interface RedisServer {
-  readonly port: number;
-  stop(): Promise<void>;
-}
-
-/** redis-server does not report a port it picked itself: take a free one, then wait for "Ready". */
-async function startRedis(t: ExecutionContext): Promise<RedisServer> {
-  const port = await freePort();
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const exited = once(child, 'exit');
-  const kill = (): void => {
-    child.kill();
-  };
-  process.once('exit', kill);
-  t.teardown(async () => {
-    process.off('exit', kill);
-    if (child.exitCode === null && child.signalCode === null) {
-      kill();
-      await exited;
-    }
-  });
-  await new Promise<void>((resolve, reject) => {
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString('utf8');
-      if (out.includes('Ready to accept connections')) resolve();
-    });
-    child.on('exit', (code) => reject(new Error(`redis-server exited with ${code}: ${out}`)));
-  });
-  child.stdout.resume();
-  child.stderr.resume();
-  return {
-    port,
-    stop: async () => {
-      kill();
-      await exited;
-    },
-  };
-}
 
 async function nodeServers(t: ExecutionContext): Promise<number[]> {
   const p = await generate([{ name: 'commonName', value: 'localhost' }], { keyType: 'ec', algorithm: 'sha256' });

@@ -6,9 +6,12 @@ import type { PoolConfig, ServerConfig } from '../../src/config/types.js';
 import { createTlsProbe, type TlsFields } from '../../src/protocol/tls-client-hello.js';
 import { PoolAffinity, type AffinityChoice } from '../../src/proxy/affinity-pool.js';
 import { AffinityTable } from '../../src/proxy/affinity-table.js';
+import { watchServerFlight } from '../../src/proxy/affinity-watcher.js';
 import {
   helloKeys,
   lessonsFromFlight,
+  MAX_HELLO_KEYS,
+  MAX_TICKETS_LEARNED_PER_FLIGHT,
   offersOnlyTls13,
   ticketKeyName,
   type AffinityFlight,
@@ -16,6 +19,7 @@ import {
 } from '../../src/routing/affinity.js';
 import { PoolState } from '../../src/routing/pool-state.js';
 import { readFixture } from '../helpers/fixtures.js';
+import { ext, handshakeMessage, newSessionTicketMessage, serverHelloMessage, tlsRecord, toRecords } from '../helpers/tls-build.js';
 
 const TLS12 = 0x0303;
 const TLS13 = 0x0304;
@@ -25,7 +29,7 @@ function bytes(n: number, fill: number): Buffer {
 }
 
 function flight(f: Partial<AffinityFlight> & { version: number }): AffinityFlight {
-  return { sessionId: Buffer.alloc(0), helloRetryRequest: false, newSessionTickets: [], ...f };
+  return { sessionId: Buffer.alloc(0), helloRetryRequest: false, newSessionTicketPrefixes: [], ...f };
 }
 
 function parseFixture(name: string): TlsFields {
@@ -76,12 +80,33 @@ test('real hellos: an OpenSSL 1.2 ticket resumption offers its key name, a 1.3 P
   t.deepEqual(helloKeys(fresh), []);
 });
 
+test('a hello stuffed with PSK identities is looked up by at most the ticket, 2 identities and the session ID', (t) => {
+  const ids = Array.from({ length: 1150 }, (_, i) => {
+    const b = Buffer.alloc(16);
+    b.writeUInt32BE(i + 1);
+    return b;
+  });
+  const ticket = Buffer.concat([bytes(16, 0xee), bytes(40, 0)]);
+  const sid = bytes(32, 3);
+  const keys = helloKeys({ sessionId: sid, supportedVersions: [TLS13, TLS12], sessionTicket: ticket, pskIdentities: ids });
+  t.is(MAX_HELLO_KEYS, 4);
+  t.deepEqual(keys, [
+    { kind: 'tkt', hex: bytes(16, 0xee).toString('hex') },
+    { kind: 'tkt', hex: ids[0]!.toString('hex') },
+    { kind: 'tkt', hex: ids[1]!.toString('hex') },
+    { kind: 'sid', hex: sid.toString('hex') },
+  ]);
+  // The bound is on identities read, not on distinct names: duplicates of the ticket do not let more in.
+  const dup = helloKeys({ sessionId: Buffer.alloc(0), sessionTicket: ticket, pskIdentities: [ticket, ticket, ...ids] });
+  t.deepEqual(dup, [{ kind: 'tkt', hex: bytes(16, 0xee).toString('hex') }]);
+});
+
 // ── lessons of a server flight ──────────────────────────────────────────────────────────────────────
 
 test('TLS 1.2 full handshake: learn the ID the server assigned and the key names of its clear tickets', (t) => {
   const serverId = bytes(32, 0x44);
   const ticket = Buffer.concat([bytes(16, 0x55), bytes(100, 0)]);
-  const l = lessonsFromFlight({ sessionId: Buffer.alloc(0) }, flight({ version: TLS12, sessionId: serverId, newSessionTickets: [ticket] }), undefined);
+  const l = lessonsFromFlight({ sessionId: Buffer.alloc(0) }, flight({ version: TLS12, sessionId: serverId, newSessionTicketPrefixes: [ticket] }), undefined);
   t.deepEqual(l.learn, [
     { kind: 'sid', hex: serverId.toString('hex') },
     { kind: 'tkt', hex: bytes(16, 0x55).toString('hex') },
@@ -100,25 +125,57 @@ test('TLS 1.2 resumption (ID echoed) teaches nothing new; a new ID on a hello ro
   t.deepEqual(refused.learn, [{ kind: 'sid', hex: fresh.toString('hex') }]);
 });
 
+test('TLS 1.2 ticket refused (a full handshake, no new ticket): its key name is not unlearned', (t) => {
+  const name = bytes(16, 0x78);
+  const routedBy = { kind: 'tkt' as const, hex: name.toString('hex') };
+  const hello = { sessionId: bytes(32, 1), sessionTicket: Buffer.concat([name, bytes(60, 1)]) };
+  const l = lessonsFromFlight(hello, flight({ version: TLS12, sessionId: bytes(32, 2) }), routedBy);
+  t.deepEqual(l, { learn: [{ kind: 'sid', hex: bytes(32, 2).toString('hex') }], unlearn: [] });
+});
+
 test('TLS 1.2 ticket refused but a new ticket under the same key name: the name stays learned', (t) => {
   const name = bytes(16, 0x77);
   const routedBy = { kind: 'tkt' as const, hex: name.toString('hex') };
   const hello = { sessionId: bytes(32, 1), sessionTicket: Buffer.concat([name, bytes(60, 1)]) };
-  const l = lessonsFromFlight(hello, flight({ version: TLS12, sessionId: bytes(32, 2), newSessionTickets: [Buffer.concat([name, bytes(60, 2)])] }), routedBy);
+  const l = lessonsFromFlight(hello, flight({ version: TLS12, sessionId: bytes(32, 2), newSessionTicketPrefixes: [Buffer.concat([name, bytes(60, 2)])] }), routedBy);
   t.deepEqual(l.unlearn, []);
   t.true(l.learn.some((k) => k.kind === 'tkt' && k.hex === routedBy.hex));
 });
 
-test('TLS 1.3: an accepted PSK teaches its identity key name; a refused one unlearns the routing key; never a session ID', (t) => {
+test('TLS 1.3: an accepted PSK teaches its identity key name; a refused one unlearns nothing; never a session ID', (t) => {
   const ids = [Buffer.concat([bytes(16, 0xc1), bytes(50, 0)]), Buffer.concat([bytes(16, 0xc2), bytes(50, 0)])];
   const echo = bytes(32, 0x99);
   const hello: AffinityHello = { sessionId: echo, supportedVersions: [TLS13], pskIdentities: ids };
   const accepted = lessonsFromFlight(hello, flight({ version: TLS13, sessionId: echo, pskSelectedIdentity: 1 }), undefined);
   t.deepEqual(accepted, { learn: [{ kind: 'tkt', hex: bytes(16, 0xc2).toString('hex') }], unlearn: [] });
+  // A refused ticket key name stays learned (F11: any client can get a refusal for any name).
   const routedBy = { kind: 'tkt' as const, hex: bytes(16, 0xc1).toString('hex') };
-  t.deepEqual(lessonsFromFlight(hello, flight({ version: TLS13, sessionId: echo }), routedBy), { learn: [], unlearn: [routedBy] });
+  t.deepEqual(lessonsFromFlight(hello, flight({ version: TLS13, sessionId: echo }), routedBy), { learn: [], unlearn: [] });
+  // A 1.2 session ID that routed a hello also offering 1.3, refused by a 1.3 answer: that session is gone.
+  const sidHello: AffinityHello = { sessionId: bytes(32, 0x98), supportedVersions: [TLS13, TLS12] };
+  const bySid = { kind: 'sid' as const, hex: bytes(32, 0x98).toString('hex') };
+  t.deepEqual(lessonsFromFlight(sidHello, flight({ version: TLS13, sessionId: bytes(32, 0x98) }), bySid), { learn: [], unlearn: [bySid] });
   // After a HelloRetryRequest the second hello may have dropped identities: the index is not trusted.
   t.deepEqual(lessonsFromFlight(hello, flight({ version: TLS13, sessionId: echo, pskSelectedIdentity: 0, helloRetryRequest: true }), undefined).learn, []);
+});
+
+test('a flight of 9000 NewSessionTickets teaches at most MAX_TICKETS_LEARNED_PER_FLIGHT key names', (t) => {
+  const distinct = Array.from({ length: 9000 }, (_, i) => {
+    const b = Buffer.alloc(48);
+    b.writeUInt32BE(i + 1);
+    return b;
+  });
+  const serverId = bytes(32, 0x61);
+  const l = lessonsFromFlight({ sessionId: Buffer.alloc(0) }, flight({ version: TLS12, sessionId: serverId, newSessionTicketPrefixes: distinct }), undefined);
+  t.is(MAX_TICKETS_LEARNED_PER_FLIGHT, 2);
+  t.deepEqual(l.learn, [
+    { kind: 'sid', hex: serverId.toString('hex') },
+    { kind: 'tkt', hex: distinct[0]!.toString('hex', 0, 16) },
+    { kind: 'tkt', hex: distinct[1]!.toString('hex', 0, 16) },
+  ]);
+  const same = Array.from({ length: 9000 }, () => distinct[0]!);
+  const s = lessonsFromFlight({ sessionId: Buffer.alloc(0) }, flight({ version: TLS12, newSessionTicketPrefixes: same }), undefined);
+  t.deepEqual(s.learn, [{ kind: 'tkt', hex: distinct[0]!.toString('hex', 0, 16) }]);
 });
 
 test('property: a TLS 1.3 flight never teaches a session ID, whatever the hello and flight', (t) => {
@@ -136,7 +193,7 @@ test('property: a TLS 1.3 flight never teaches a session ID, whatever the hello 
           version: TLS13,
           sessionId: sid,
           helloRetryRequest: hrr,
-          newSessionTickets: tickets,
+          newSessionTicketPrefixes: tickets,
           ...(selected === undefined ? {} : { pskSelectedIdentity: selected }),
         });
         const l = lessonsFromFlight(hello, f, undefined);
@@ -191,7 +248,7 @@ function poolConfig(ports: number[]): PoolConfig {
     balance: 'round-robin',
     affinity: 'tls',
     retries: ports.length - 1,
-    affinityTable: { size: 100, ttl: 60_000 },
+    affinityTable: { size: 100, ttl: 60_000, sidTtl: 60_000 },
     servers: ports.map(serverAt),
   };
 }
@@ -261,4 +318,84 @@ test('pool: a refused resumption unlearns only while the key still names the ser
   a.observe(choice, flight({ version: TLS12, sessionId: bytes(32, 0x43) }), '127.0.0.1:5001');
   t.is(chooseNow(a, { sessionId: sid }, pool).serverIndex, undefined);
   t.like(a.stats(), { unlearned: 1, hit: 2, miss: 1 });
+});
+
+test('pool: one flight of 9000 tickets adds at most 3 entries (its session ID and 2 key names)', (t) => {
+  const config = poolConfig([5001, 5002]);
+  const a = new PoolAffinity(config);
+  const tickets = Array.from({ length: 9000 }, (_, i) => {
+    const b = Buffer.alloc(32);
+    b.writeUInt32BE(i + 1);
+    return b;
+  });
+  a.observe({ hello: { sessionId: Buffer.alloc(0) } }, flight({ version: TLS12, sessionId: bytes(32, 0x51), newSessionTicketPrefixes: tickets }), '127.0.0.1:5001');
+  t.like(a.stats(), { learned: 3, entries: 3 });
+});
+
+test('pool: a forged PSK (a real key name + junk) refused by its server leaves the key name learned', (t) => {
+  const config = poolConfig([5001, 5002]);
+  const pool = runtimeOf(config);
+  const a = new PoolAffinity(config);
+  const name = bytes(16, 0x5a);
+  const victim: AffinityHello = { sessionId: bytes(32, 1), supportedVersions: [TLS13], pskIdentities: [Buffer.concat([name, bytes(80, 1)])] };
+  // The victim's resumption is accepted by 5002: the name is learned there.
+  a.observe(chooseNow(a, victim, pool), flight({ version: TLS13, pskSelectedIdentity: 0 }), '127.0.0.1:5002');
+  t.is(chooseNow(a, victim, pool).serverIndex, 1);
+  // The attacker sends the same key name followed by junk; it is routed to 5002, which refuses it.
+  const forged: AffinityHello = { sessionId: bytes(32, 2), supportedVersions: [TLS13], pskIdentities: [Buffer.concat([name, bytes(100, 0xff)])] };
+  const choice = chooseNow(a, forged, pool);
+  t.is(choice.serverIndex, 1);
+  a.observe(choice, flight({ version: TLS13 }), '127.0.0.1:5002');
+  // The victim still goes to 5002.
+  t.is(chooseNow(a, victim, pool).serverIndex, 1);
+  t.like(a.stats(), { unlearned: 0, hit: 3, entries: 1 });
+});
+
+test('pool: a failed TLS 1.2 handshake (an alert after the ServerHello) learns nothing; the CCS completes one', (t) => {
+  const config = poolConfig([5001, 5002]);
+  const a = new PoolAffinity(config);
+  const serverFlight = (sid: Buffer, ticket: Buffer): Buffer =>
+    toRecords(
+      Buffer.concat([
+        serverHelloMessage({ sessionId: sid, extensions: [ext(0x23)] }),
+        handshakeMessage(11, Buffer.alloc(500, 1)),
+        handshakeMessage(14, Buffer.alloc(0)),
+        newSessionTicketMessage(ticket),
+      ]),
+      { version: 0x0303 },
+    );
+  const run = (bytes: Buffer[]): void => {
+    const choice = { hello: { sessionId: Buffer.alloc(0) } };
+    const watch = watchServerFlight((f) => a.observe(choice, f, '127.0.0.1:5001'));
+    for (const b of bytes) if (watch(b)) break;
+  };
+  // The server assigned a session ID and even sent a ticket, then a fatal alert (handshake_failure).
+  run([serverFlight(bytes(32, 0x71), bytes(48, 0x72)), tlsRecord(21, Buffer.from([2, 40]), 0x0303)]);
+  t.like(a.stats(), { learned: 0, entries: 0 });
+  run([serverFlight(bytes(32, 0x73), bytes(48, 0x74)), tlsRecord(20, Buffer.from([1]), 0x0303)]);
+  t.like(a.stats(), { learned: 2, entries: 2 });
+});
+
+test('pool: session IDs expire after sid_ttl, ticket key names after ttl (F10)', (t) => {
+  let now = 1000;
+  const config: PoolConfig = { ...poolConfig([5001, 5002]), affinityTable: { size: 100, ttl: 60_000, sidTtl: 5_000 } };
+  const pool = runtimeOf(config);
+  const a = new PoolAffinity(config, undefined, { perf: { now: () => now } });
+  const sid = bytes(32, 0x61);
+  const name = bytes(16, 0x62);
+  a.observe(
+    { hello: { sessionId: Buffer.alloc(0) } },
+    flight({ version: TLS12, sessionId: sid, newSessionTicketPrefixes: [name] }),
+    '127.0.0.1:5002',
+  );
+  t.like(a.stats(), { learned: 2, entries: 2 });
+  now += 4_999;
+  t.is(chooseNow(a, { sessionId: sid }, pool).serverIndex, 1, 'within sid_ttl');
+  // That hit restarted the ID's TTL (counted from the last use, as for ttl).
+  now += 5_001;
+  t.is(chooseNow(a, { sessionId: sid }, pool).serverIndex, undefined, 'unused for longer than sid_ttl');
+  t.is(chooseNow(a, { sessionId: Buffer.alloc(0), sessionTicket: Buffer.concat([name, bytes(40, 0)]) }, pool).serverIndex, 1, 'the key name lives on');
+  now += 59_999;
+  t.is(chooseNow(a, { sessionId: Buffer.alloc(0), sessionTicket: Buffer.concat([name, bytes(40, 0)]) }, pool).serverIndex, 1);
+  t.like(a.stats(), { entries: 1 });
 });

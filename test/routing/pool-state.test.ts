@@ -25,7 +25,7 @@ function pool(balance: BalanceKind, specs: ServerSpec[], hashKey?: HashKey): Poo
     balance,
     ...(hashKey === undefined ? {} : { hashKey }),
     retries: specs.length - 1,
-    affinityTable: { size: 100, ttl: 60_000 },
+    affinityTable: { size: 100, ttl: 60_000, sidTtl: 60_000 },
     servers: specs.map((s, i) => server(i, s)),
   };
 }
