@@ -8,9 +8,9 @@ import { matchName } from '../../src/routing/name-pattern.js';
 import { cidrContains } from '../../src/routing/cidr.js';
 import { fixture, repoRoot } from './fixture-paths.js';
 
-/** Paths of every object or array reachable from `value` that is not frozen (Buffers and RegExps are leaves). */
+/** Paths of every object or array reachable from `value` that is not frozen (Buffers and functions are leaves). */
 function unfrozen(value: unknown, path = '$'): string[] {
-  if (typeof value !== 'object' || value === null || Buffer.isBuffer(value) || value instanceof RegExp) return [];
+  if (typeof value !== 'object' || value === null || Buffer.isBuffer(value)) return [];
   const own = Object.isFrozen(value) ? [] : [path];
   return [...own, ...Object.entries(value).flatMap(([k, v]) => unfrozen(v, `${path}.${k}`))];
 }
