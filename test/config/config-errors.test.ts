@@ -99,6 +99,15 @@ test('bad CIDRs in proxy_protocol.trusted and match.source', (t) => {
   ]);
 });
 
+test('an IPv6 block wider than /96 that holds the IPv4-mapped block is refused, with how to write it', (t) => {
+  const why = (text: string): string =>
+    `"${text}" holds the IPv4-mapped block ::ffff:0:0/96, but an IPv6 block never matches an IPv4 client (a dual-stack listener's ::ffff:a.b.c.d is compared as a.b.c.d): write IPv4 clients as IPv4 blocks ("0.0.0.0/0" for all), and all IPv6 clients as "::/0"`;
+  expectLines(t, 'cidr-mapped-wide.yaml', [
+    `5:37 listeners[0].proxy_protocol.trusted[1]: ${why('::/64')}`,
+    `7:27 listeners[0].routes[0].match.source[0]: ${why('::ffff:0:0/80')}`,
+  ]);
+});
+
 test('a route to an unknown pool points at `to` and lists the pools', (t) => {
   expectLines(t, 'unknown-pool.yaml', ['6:13 listeners[0].routes[0].to: unknown pool "htps" (pools: https)']);
 });
