@@ -513,9 +513,12 @@ export function compileConfig(raw: unknown, source: string): CompileResult {
   return { config, issues: issues.list };
 }
 
-/** Freezes objects and arrays all the way down; Buffers and RegExps are leaves (a Buffer cannot be frozen). */
+/**
+ * Freezes objects and arrays all the way down; Buffers are leaves (a Buffer cannot be frozen), and so are
+ * functions: a compiled regex is a `test` closure (OperatorRegex) whose engine state must stay mutable.
+ */
 export function deepFreeze<T>(value: T): T {
-  if (typeof value !== 'object' || value === null || Buffer.isBuffer(value) || value instanceof RegExp) return value;
+  if (typeof value !== 'object' || value === null || Buffer.isBuffer(value)) return value;
   for (const v of Object.values(value)) deepFreeze(v);
   return Object.freeze(value);
 }

@@ -27,7 +27,7 @@ const Size = (description: string) =>
 
 const NamePatterns = (what: string) =>
   Type.Union([Type.String(), Type.Array(Type.String(), { minItems: 1 })], {
-    description: `${what}: exact name (case-insensitive, trailing dot ignored), "*.example.com" (one label), "~regex"; or a list of them.`,
+    description: `${what}: exact name (case-insensitive, trailing dot ignored), "*.example.com" (one label), "~regex" (RE2 syntax, case-insensitive); or a list of them.`,
   });
 
 const CidrList = (description: string) => Type.Array(Type.String(), { minItems: 1, description });
@@ -41,7 +41,7 @@ const Match = Type.Object(
     ),
     sni: Type.Optional(
       Type.Union([Type.Null(), Type.String(), Type.Array(Type.String(), { minItems: 1 })], {
-        description: 'TLS server name: exact, "*.example.com", "~regex", or a list; null matches TLS without SNI.',
+        description: 'TLS server name: exact, "*.example.com", "~regex" (RE2 syntax, case-insensitive), or a list; null matches TLS without SNI.',
       }),
     ),
     alpn: Type.Optional(

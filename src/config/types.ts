@@ -5,11 +5,21 @@ import type { Protocol } from '../protocol/verdict.js';
 
 export type MatchProtocol = Protocol | 'silent';
 
+/**
+ * A regex from the config, compiled by src/routing/operator-regex.ts for RE2 (linear time in the text):
+ * case-insensitive, unanchored unless the author anchors it. `test` is a closure so that deep-freezing the
+ * config leaves the engine's own objects alone.
+ */
+export interface OperatorRegex {
+  readonly source: string; // as written, without the `~`
+  readonly test: (text: string) => boolean;
+}
+
 /** An SNI / Host pattern, compiled from `"name"`, `"*.example.com"`, `"~regex"`. */
 export type NamePattern =
   | { readonly kind: 'exact'; readonly name: string } // lower-cased, trailing dot removed
   | { readonly kind: 'wildcard'; readonly suffix: string } // ".example.com", lower-cased: exactly one more label
-  | { readonly kind: 'regex'; readonly source: string; readonly regex: RegExp }; // case-insensitive
+  | { readonly kind: 'regex'; readonly source: string; readonly regex: OperatorRegex };
 
 export interface Cidr {
   readonly text: string; // as written, for logs

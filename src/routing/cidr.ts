@@ -1,5 +1,5 @@
-// CIDR blocks for `source` rules and `proxy_protocol.trusted`. IPv4-mapped IPv6 client addresses
-// (::ffff:a.b.c.d, what a dual-stack listener reports) are compared as IPv4.
+// CIDR blocks for `source` rules and `proxy_protocol.trusted`. IPv4-mapped IPv6 addresses (::ffff:a.b.c.d,
+// what a dual-stack listener reports) are compared as IPv4, client addresses and config blocks alike.
 import { isIPv4, isIPv6 } from '../protocol/ip-address.js';
 import type { Cidr } from '../config/types.js';
 
@@ -34,6 +34,24 @@ export function normaliseIp(bytes: Buffer): Buffer {
   return bytes;
 }
 
+/** ::ffff:0:0, the IPv4-mapped block (RFC 4291 §2.5.5.2), /96. */
+const MAPPED_NETWORK = Buffer.from('00000000000000000000ffff00000000', 'hex');
+const MAPPED_PREFIX = 96;
+
+/** A copy of `bytes` with every bit from `prefix` on cleared. */
+function networkOf(bytes: Buffer, prefix: number): Buffer {
+  const network = Buffer.from(bytes);
+  for (let bit = prefix; bit < network.length * 8; bit++) network[bit >> 3]! &= ~(0x80 >> (bit & 7));
+  return network;
+}
+
+/**
+ * A block of the config, in the form client addresses are compared in. A block inside ::ffff:0:0/96 is
+ * unmapped to IPv4 (prefix − 96): the client it is meant for, `::ffff:127.0.0.5` on a dual-stack
+ * listener, is unmapped before the comparison (normaliseIp), so kept as IPv6 the block could never match
+ * (security review F12: a deny route failed open, a `trusted` balancer was refused). `text` stays as
+ * written, for logs. A wider IPv6 block holding all of ::ffff:0:0/96 is refused (docs/routing.md).
+ */
 export function parseCidr(text: string): Cidr | string {
   const slash = text.indexOf('/');
   const addr = slash < 0 ? text : text.slice(0, slash);
@@ -47,8 +65,21 @@ export function parseCidr(text: string): Cidr | string {
     if (!/^\d{1,3}$/.test(p) || Number(p) > max) return `"${text}" has an invalid prefix length (0-${max})`;
     prefix = Number(p);
   }
-  const network = Buffer.from(bytes);
-  for (let bit = prefix; bit < max; bit++) network[bit >> 3]! &= ~(0x80 >> (bit & 7));
+  const network = networkOf(bytes, prefix);
+  if (family === 4) return Object.freeze({ text, family, network, prefix });
+  if (prefix >= MAPPED_PREFIX && networkOf(network, MAPPED_PREFIX).equals(MAPPED_NETWORK)) {
+    return Object.freeze({ text, family: 4, network: Buffer.from(network.subarray(12)), prefix: prefix - MAPPED_PREFIX });
+  }
+  // A wider IPv6 block holding all of ::ffff:0:0/96 (`::/64`, `::ffff:0:0/80`) reads as if it covered IPv4
+  // clients too, and it never does: they are compared as IPv4. `::/0` is the exception, the usual way to
+  // say "every IPv6 client" next to 0.0.0.0/0.
+  if (prefix > 0 && prefix < MAPPED_PREFIX && networkOf(MAPPED_NETWORK, prefix).equals(network)) {
+    return (
+      `"${text}" holds the IPv4-mapped block ::ffff:0:0/96, but an IPv6 block never matches an IPv4 client ` +
+      `(a dual-stack listener's ::ffff:a.b.c.d is compared as a.b.c.d): write IPv4 clients as IPv4 blocks ` +
+      `("0.0.0.0/0" for all), and all IPv6 clients as "::/0"`
+    );
+  }
   return Object.freeze({ text, family, network, prefix });
 }
 

@@ -1,7 +1,8 @@
 // SNI and Host patterns (design.md §3): exact (case-insensitive, trailing dot ignored), `*.example.com`
-// (exactly one label, as certificate wildcards, RFC 6125 §6.4.3), `~regex` (case-insensitive, unanchored
-// unless the author anchors it).
+// (exactly one label, as certificate wildcards, RFC 6125 §6.4.3), `~regex` (RE2 syntax, linear time,
+// case-insensitive, unanchored unless the author anchors it: operator-regex.ts).
 import { isIP } from '../protocol/ip-address.js';
+import { compileOperatorRegex } from './operator-regex.js';
 import type { NamePattern } from '../config/types.js';
 
 /**
@@ -18,12 +19,9 @@ export function canonicalName(name: string): string {
 export function compileNamePattern(text: string): NamePattern | string {
   if (text.startsWith('~')) {
     const source = text.slice(1);
-    if (source === '') return 'an empty regex';
-    try {
-      return Object.freeze({ kind: 'regex', source, regex: new RegExp(source, 'i') });
-    } catch (e) {
-      return `invalid regex: ${(e as Error).message}`;
-    }
+    const regex = compileOperatorRegex(source);
+    if (typeof regex === 'string') return regex;
+    return Object.freeze({ kind: 'regex', source, regex });
   }
   if (text === '') return 'an empty name';
   if (text.startsWith('*.')) {

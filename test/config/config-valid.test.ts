@@ -8,9 +8,9 @@ import { matchName } from '../../src/routing/name-pattern.js';
 import { cidrContains } from '../../src/routing/cidr.js';
 import { fixture, repoRoot } from './fixture-paths.js';
 
-/** Paths of every object or array reachable from `value` that is not frozen (Buffers and RegExps are leaves). */
+/** Paths of every object or array reachable from `value` that is not frozen (Buffers and functions are leaves). */
 function unfrozen(value: unknown, path = '$'): string[] {
-  if (typeof value !== 'object' || value === null || Buffer.isBuffer(value) || value instanceof RegExp) return [];
+  if (typeof value !== 'object' || value === null || Buffer.isBuffer(value)) return [];
   const own = Object.isFrozen(value) ? [] : [path];
   return [...own, ...Object.entries(value).flatMap(([k, v]) => unfrozen(v, `${path}.${k}`))];
 }
@@ -150,6 +150,34 @@ test('the demo config goes through the same validator', (t) => {
 test('checkConfigFile summarises a valid file on one line', (t) => {
   const file = fixture('good/design-example.yaml');
   t.deepEqual(checkConfigFile(file), { ok: true, summary: `${file}: ok — 1 listener, 4 pools, 4 routes` });
+});
+
+// Security review F12: written as IPv6, these blocks never matched the IPv4 clients they name.
+test('CIDRs written in IPv4-mapped form load as IPv4 and match IPv4 clients', (t) => {
+  const c = parseConfigText(
+    [
+      'listeners:',
+      '  - bind: "[::]:0"',
+      '    proxy_protocol: { trusted: ["::ffff:127.0.0.2"] }',
+      '    routes:',
+      '      - match: { source: ["::ffff:127.0.0.0/104", "::/0"] }',
+      '        to: admin',
+      'pools:',
+      '  admin: { servers: ["127.0.0.1:5443"] }',
+      '',
+    ].join('\n'),
+    'mapped.yaml',
+  );
+  const l = c.listeners[0]!;
+  const trusted = l.proxyProtocol!.trusted[0]!;
+  t.like(trusted, { text: '::ffff:127.0.0.2', family: 4, prefix: 32 });
+  t.true(cidrContains(trusted, '127.0.0.2'));
+  t.true(cidrContains(trusted, '::ffff:127.0.0.2'));
+  const [mapped, all6] = l.routes[0]!.match.source!;
+  t.like(mapped, { text: '::ffff:127.0.0.0/104', family: 4, prefix: 8 });
+  t.true(cidrContains(mapped!, '127.0.0.5'));
+  t.true(cidrContains(mapped!, '::ffff:127.0.0.5'));
+  t.like(all6, { text: '::/0', family: 6, prefix: 0 });
 });
 
 test('parseConfigText names the file as given in its messages', (t) => {
