@@ -114,24 +114,46 @@ export class PoolAffinity {
       done({ hello });
       return;
     }
-    void store.get(keys.map((k) => this.storeKey(k)), storeConfig.timeout, this.counters).then((values) => {
-      let sawStale = local.sawStale;
-      if (values !== undefined) {
-        const remote = this.resolve(keys, values, pool);
-        if (remote.found !== undefined) {
-          const { key, index, server } = remote.found;
-          this.counters.hit++;
-          this.counters.storeHits++;
-          // Learned by another instance: cache it here without counting it as learned.
-          this.table.learn(keyText(key), server, this.ttlOf(key));
-          done({ hello, routedBy: key, serverIndex: index });
-          return;
-        }
-        sawStale ||= remote.sawStale;
+    let answered = false;
+    const answer = (choice: AffinityChoice): void => {
+      answered = true;
+      done(choice);
+    };
+    void store
+      .get(keys.map((k) => this.storeKey(k)), storeConfig.timeout, this.counters)
+      .then((values) => this.chooseFromStore(hello, keys, values, local.sawStale, pool, answer))
+      .catch(() => {
+        // Our own code threw on a store answer (a rejection nobody handles would end the process): the
+        // connection is routed by its balance, as when the store is down.
+        this.counters.storeErrors++;
+        if (!answered) answer({ hello });
+      });
+  }
+
+  private chooseFromStore(
+    hello: AffinityHello,
+    keys: readonly AffinityKey[],
+    values: readonly (string | null)[] | undefined,
+    localStale: boolean,
+    pool: PoolRuntime,
+    done: (choice: AffinityChoice) => void,
+  ): void {
+    let sawStale = localStale;
+    if (values !== undefined) {
+      const remote = this.resolve(keys, values, pool);
+      if (remote.found !== undefined) {
+        const { key, index, server } = remote.found;
+        this.counters.hit++;
+        this.counters.storeHits++;
+        // Learned by another instance: cache it here without counting it as learned.
+        this.table.learn(keyText(key), server, this.ttlOf(key));
+        done({ hello, routedBy: key, serverIndex: index });
+        return;
       }
-      this.counters[sawStale ? 'stale' : 'miss']++;
-      done({ hello });
-    });
+      sawStale ||= remote.sawStale;
+    }
+    this.counters[sawStale ? 'stale' : 'miss']++;
+    done({ hello });
   }
 
   /** Applies what the answering server's first flight teaches (routing/affinity.ts lessonsFromFlight). */

@@ -5,7 +5,7 @@
 // and `[a-z]+-[0-9]+\.example\.com` against a 60 000-byte Host 5 s, with the event loop blocked throughout
 // (security review F3 and the ReDoS item). RE2 runs in time linear in the text whatever the pattern, and
 // refuses at compile time what cannot be matched that way (backreferences, lookaround): `twinport check`
-// reports those. Why re2js and not the native `re2` or V8's experimental engine: docs/config.md.
+// reports those. Why re2js and not the native `re2` or V8's experimental engine: docs/routing.md.
 import { RE2JS, RE2JSSyntaxException } from 're2js';
 import type { OperatorRegex } from '../config/types.js';
 
