@@ -6,8 +6,11 @@
 //
 // The body, once complete, is walked by tls-client-hello-body.ts.
 //
-// Verdicts: before the first record header is valid and the first handshake byte is 1, a failure means
-// "not mine" (reject without protocol); after it the bytes are TLS and failures carry protocol 'tls'.
+// Verdicts: the bytes are TLS's (the probe "claims" them, and every later failure carries protocol 'tls',
+// which the proxy refuses rather than routing as `other`) once they start like a TLS record header: a
+// content type 0x14–0x17 and a record version 0x0300–0x0304 (RFC 8446 §5.1). Before that, a failure means
+// "not mine". A claimed stream that is not a ClientHello (an alert or application data first, a record
+// over 2^14, an empty record, a ServerHello) is a broken TLS client, not some other protocol.
 // `consumed` covers the records up to and including the one that completed the hello: what follows (a
 // CCS, 0-RTT data) is the client's next flight, not part of the verdict.
 
@@ -24,6 +27,7 @@ import {
   GrowableBuffer,
   isRecordVersion,
   readRecordHeader,
+  unexpectedRecordReason,
   type RecordHeader,
 } from './tls-record.js';
 import { probeSslv2ClientHello } from './tls-sslv2.js';
@@ -83,15 +87,26 @@ export function parseClientHelloBody(body: Buffer, records: number): TlsFields |
   return parseClientHelloBodyAt(body, 0, body.length, records);
 }
 
-/** Why the first record header (or its prefix) is not a TLS handshake record: "not mine" reasons. */
-function firstHeaderReason(bytes: Buffer): string | undefined {
-  if (bytes.length >= 1 && bytes[0] !== ContentType.handshake) return 'tls.record.bad-type';
-  if (bytes.length >= 2 && bytes[1] !== 3) return 'tls.record.bad-version';
-  if (bytes.length >= 3 && !isRecordVersion((bytes[1]! << 8) | bytes[2]!)) return 'tls.record.bad-version';
+/** The content types a TLS record may carry (RFC 8446 §5.1 ContentType): what a record header starts with. */
+function isRecordType(type: number): boolean {
+  return type >= ContentType.changeCipherSpec && type <= ContentType.applicationData;
+}
+
+/**
+ * Why the first record header (or its prefix) is not the start of a ClientHello, or undefined. Before the
+ * type and version are seen (3 bytes) a failure is "not mine"; after them the stream is claimed as TLS.
+ */
+function firstHeaderReason(bytes: Buffer): Reject | undefined {
+  if (bytes.length >= 1 && !isRecordType(bytes[0]!)) return reject('tls.record.bad-type');
+  if (bytes.length >= 2 && bytes[1] !== 3) return reject('tls.record.bad-version');
+  if (bytes.length >= 3 && !isRecordVersion((bytes[1]! << 8) | bytes[2]!)) return reject('tls.record.bad-version');
+  if (bytes.length < 3) return undefined;
+  // Claimed: a record header. A client's first record is a handshake record carrying its hello.
+  if (bytes[0] !== ContentType.handshake) return reject(unexpectedRecordReason(bytes[0]!), 'tls');
   if (bytes.length >= RECORD_HEADER_BYTES) {
     const h: RecordHeader = readRecordHeader(bytes, 0);
-    if (h.length > MAX_PLAINTEXT_RECORD) return 'tls.record.too-large';
-    if (h.length === 0) return 'tls.record.empty';
+    if (h.length > MAX_PLAINTEXT_RECORD) return reject('tls.record.too-large', 'tls');
+    if (h.length === 0) return reject('tls.record.empty', 'tls');
   }
   return undefined;
 }
@@ -130,14 +145,14 @@ class TlsClientHelloProbe implements Probe<TlsMatch> {
         return v;
       }
       const why = firstHeaderReason(bytes);
-      if (why !== undefined) return this.settle(reject(why));
+      if (why !== undefined) return this.settle(why);
     }
     const v = this.advance(bytes);
     if (v !== undefined) return this.settle(v);
     if (!opts.final) return NEED_MORE;
-    return this.settle(
-      this.recognised ? reject('tls.hello.truncated', 'tls') : reject('tls.record.truncated'),
-    );
+    if (this.recognised) return this.settle(reject('tls.hello.truncated', 'tls'));
+    // A record header's type and version were seen: a truncated TLS stream, not some other protocol.
+    return this.settle(bytes.length >= 3 ? reject('tls.record.truncated', 'tls') : reject('tls.record.truncated'));
   }
 
   private settle(v: TlsMatch | Reject): TlsMatch | Reject {
@@ -184,8 +199,8 @@ class TlsClientHelloProbe implements Probe<TlsMatch> {
 
   private checkHandshake(bytes: Buffer): TlsMatch | Reject | undefined {
     if (!this.recognised) {
-      // Only a client_hello opens a client's flight; any other type is not a TLS client (RFC 8446 §4).
-      if (this.hsByte(bytes, 0) !== HandshakeType.clientHello) return reject('tls.hello.bad-type');
+      // Only a client_hello opens a client's flight (RFC 8446 §4): anything else is a broken TLS stream.
+      if (this.hsByte(bytes, 0) !== HandshakeType.clientHello) return reject('tls.hello.bad-type', 'tls');
       this.recognised = true;
     }
     if (this.helloTotal < 0) {

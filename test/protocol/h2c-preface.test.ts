@@ -24,12 +24,15 @@ test('every strict prefix is need-more (reject when final); the whole preface ma
   t.deepEqual(probe.probe(withSettings, MORE), { kind: 'match', protocol: 'h2c', fields: {}, consumed: 24 });
 });
 
-test('one wrong byte anywhere in the preface is not h2c, without protocol', (t) => {
+test('one wrong byte in the first line is not h2c; after the line "PRI * HTTP/2.0\\r\\n" it is a broken h2c preface', (t) => {
   for (let i = 0; i < 24; i++) {
     const b = Buffer.from(H2C_PREFACE);
     b[i] = b[i]! ^ 0x20;
-    t.deepEqual(createH2cProbe().probe(b.subarray(0, i + 1), MORE), { kind: 'reject', reason: 'h2c.preface.mismatch' });
+    const expected = i < 16 ? { kind: 'reject', reason: 'h2c.preface.mismatch' } : { kind: 'reject', reason: 'h2c.preface.mismatch', protocol: 'h2c' };
+    t.deepEqual(createH2cProbe().probe(b.subarray(0, i + 1), MORE), expected, `byte ${i}`);
   }
+  t.deepEqual(createH2cProbe().probe(H2C_PREFACE.subarray(0, 20), { final: true }), { kind: 'reject', reason: 'h2c.preface.incomplete', protocol: 'h2c' });
+  t.deepEqual(createH2cProbe().probe(H2C_PREFACE.subarray(0, 10), { final: true }), { kind: 'reject', reason: 'h2c.preface.incomplete' });
   t.is(createH2cProbe().probe(Buffer.from('GET / HTTP/1.1\r\n'), MORE).kind, 'reject');
 });
 

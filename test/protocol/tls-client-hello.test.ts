@@ -113,12 +113,12 @@ test('a 20 000-byte hello over two records (2^14 + rest)', (t) => {
   t.is(m.consumed, bytes.length);
 });
 
-test('a record of 2^14 + 1 bytes: first record → not mine, later record → TLS reject', (t) => {
+test('a record of 2^14 + 1 bytes is a broken TLS stream, first record or later', (t) => {
   const big = clientHelloMessage({ extensions: [...typicalExtensions(), extPadding(17000)] });
   const first = tlsRecord(22, big.subarray(0, 16385));
-  t.deepEqual(run(first), { kind: 'reject', reason: 'tls.record.too-large' });
+  t.deepEqual(run(first), { kind: 'reject', reason: 'tls.record.too-large', protocol: 'tls' });
   // Rejected on the header alone, before the fragment arrives.
-  t.deepEqual(run(first.subarray(0, 5), false), { kind: 'reject', reason: 'tls.record.too-large' });
+  t.deepEqual(run(first.subarray(0, 5), false), { kind: 'reject', reason: 'tls.record.too-large', protocol: 'tls' });
   const second = Buffer.concat([tlsRecord(22, big.subarray(0, 100)), tlsRecord(22, big.subarray(100, 16485))]);
   t.deepEqual(run(second), { kind: 'reject', reason: 'tls.record.too-large', protocol: 'tls' });
 });
@@ -128,16 +128,24 @@ test('zero-length handshake records are rejected (RFC 8446 §5.1)', (t) => {
   t.deepEqual(run(Buffer.concat([tlsRecord(22, Buffer.alloc(0)), tlsRecord(22, msg)])), {
     kind: 'reject',
     reason: 'tls.record.empty',
+    protocol: 'tls',
   });
   const later = Buffer.concat([tlsRecord(22, msg.subarray(0, 10)), tlsRecord(22, Buffer.alloc(0)), tlsRecord(22, msg.subarray(10))]);
   t.deepEqual(run(later), { kind: 'reject', reason: 'tls.record.empty', protocol: 'tls' });
 });
 
-test('CCS, alert or application data before the hello: not mine', (t) => {
+test('CCS, alert or application data before the hello: claimed by the record header, a broken TLS stream', (t) => {
+  const reasons: Record<number, string> = { 20: 'tls.record.unexpected-ccs', 21: 'tls.record.unexpected-alert', 23: 'tls.record.unexpected-app-data' };
   for (const type of [20, 21, 23]) {
     const bytes = Buffer.concat([tlsRecord(type, Buffer.from([1, 0])), clientHelloRecords()]);
-    t.deepEqual(run(bytes, false), { kind: 'reject', reason: 'tls.record.bad-type' }, `type ${type}`);
+    t.deepEqual(run(bytes, false), { kind: 'reject', reason: reasons[type]!, protocol: 'tls' }, `type ${type}`);
+    // Decided on the third byte (type and version), not before.
+    t.deepEqual(run(bytes.subarray(0, 2), false), { kind: 'need-more' });
+    t.deepEqual(run(bytes.subarray(0, 3), false), { kind: 'reject', reason: reasons[type]!, protocol: 'tls' });
   }
+  // Other first bytes are not a record header: not mine at once.
+  for (const first of [0x13, 0x18, 0x00, 0x47]) t.deepEqual(run(Buffer.from([first]), false), { kind: 'reject', reason: 'tls.record.bad-type' });
+  t.deepEqual(run(Buffer.from([0x15, 0x03, 0x05]), false), { kind: 'reject', reason: 'tls.record.bad-version' });
 });
 
 test('CCS, alert, application data or an unknown type interleaved in the hello: TLS reject', (t) => {
@@ -182,13 +190,15 @@ test('never decides on one byte; early "not mine" on the bytes that disagree', (
 
 test('recognised as TLS once the header is valid and the first handshake byte is client_hello', (t) => {
   const bytes = clientHelloRecords();
-  t.deepEqual(run(bytes.subarray(0, 5), true), { kind: 'reject', reason: 'tls.record.truncated' });
+  t.deepEqual(run(bytes.subarray(0, 2), true), { kind: 'reject', reason: 'tls.record.truncated' });
+  t.deepEqual(run(bytes.subarray(0, 3), true), { kind: 'reject', reason: 'tls.record.truncated', protocol: 'tls' });
+  t.deepEqual(run(bytes.subarray(0, 5), true), { kind: 'reject', reason: 'tls.record.truncated', protocol: 'tls' });
   t.deepEqual(run(bytes.subarray(0, 6), true), { kind: 'reject', reason: 'tls.hello.truncated', protocol: 'tls' });
 });
 
-test('a handshake type other than client_hello is not mine', (t) => {
+test('a handshake type other than client_hello (a ServerHello) is a broken TLS stream', (t) => {
   const bytes = toRecords(handshakeMessage(2, clientHelloBody()));
-  t.deepEqual(run(bytes.subarray(0, 6), false), { kind: 'reject', reason: 'tls.hello.bad-type' });
+  t.deepEqual(run(bytes.subarray(0, 6), false), { kind: 'reject', reason: 'tls.hello.bad-type', protocol: 'tls' });
 });
 
 test('a declared hello length above maxHelloBytes is rejected on the handshake header', (t) => {
@@ -222,7 +232,7 @@ test('every strict prefix needs more; with final it is a reject, TLS once recogn
     t.deepEqual(run(prefix, false), { kind: 'need-more' }, `prefix ${n}`);
     const v = run(prefix, true);
     t.is(v.kind, 'reject', `final prefix ${n}`);
-    if (v.kind === 'reject') t.is(v.protocol, n >= 6 ? 'tls' : undefined, `final prefix ${n}`);
+    if (v.kind === 'reject') t.is(v.protocol, n >= 3 ? 'tls' : undefined, `final prefix ${n}`);
   }
 });
 
