@@ -235,7 +235,11 @@ export class Connection implements EndpointSink {
   }
 
   private evaluate(trigger: PeekTrigger | undefined): void {
-    const bytes = this.peek.view();
+    // The verdict is taken on the first max_client_hello bytes only, however they were split into reads: a
+    // read that crosses the cap must not let the detector see more than bytes arriving one by one would.
+    const cap = this.listener.maxClientHello;
+    const seen = this.peek.view();
+    const bytes = seen.length > cap ? seen.subarray(0, cap) : seen;
     if (bytes.length === 0 && trigger !== undefined) {
       // Nothing at all arrived: no parser has anything to say.
       this.finish(PEEK_REASON[trigger], trigger === 'deadline' ? 'silent' : undefined);
@@ -261,9 +265,11 @@ export class Connection implements EndpointSink {
         if (!this.acceptProxyHeader(d.proxy)) return;
         // A stream a probe claimed is that protocol, broken: the close line says which.
         if (d.protocol !== undefined) this.facts = { protocol: d.protocol };
-        if (d.incomplete || trigger === 'cap') {
-          // Still a valid prefix when the input stopped, or cut by our own byte cap: the peek's fault
-          // (deadline, EOF, cap), with the parser's view as detail.
+        if (d.incomplete) {
+          // Still a valid prefix of something when the input stopped (deadline, EOF, the byte cap): the
+          // peek's outcome, with the parser's view as detail. Input that every probe refused, or that one
+          // claimed and refused, gets the same answer below whether or not the cap was reached, so the
+          // verdict never depends on how TCP split the bytes.
           this.finish(PEEK_REASON[trigger ?? 'eof'], d.reason);
         } else if (d.protocol !== undefined || d.reason.startsWith('proxy.')) {
           this.finish('rejected', d.reason);
