@@ -1,4 +1,4 @@
-// The `twinport` command (design.md §2), loaded by main.ts once the early signal handlers are in place.
+// The `twinport` command (README.md), loaded by main.ts once the early signal handlers are in place.
 import { Command, InvalidArgumentError, Option } from 'commander';
 import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';

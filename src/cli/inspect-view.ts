@@ -1,6 +1,7 @@
-// The JSON shape of `twinport inspect` (design.md §5). Field names are a public interface: extend, never
+// The JSON shape of `twinport inspect` (docs/protocol.md). Field names are a public interface: extend, never
 // rename. Hex versions as "0x0304", session IDs and identities as lower-case hex.
 import type { Detection } from '../protocol/detector.js';
+import { escapeName, isHostName } from '../protocol/host-name.js';
 import type { ProxyHeader, ProxyAddress } from '../protocol/proxy-header.js';
 import type { TlsFields } from '../protocol/tls-client-hello.js';
 
@@ -66,6 +67,8 @@ export function inspectView(d: Detection, total: number): Record<string, unknown
         case 'tls': {
           const f = d.fields;
           if (f.sni !== undefined) out['sni'] = f.sni;
+          // Routed as a hello without SNI: not a DNS host name (protocol/host-name.ts).
+          if (f.sni !== undefined && !isHostName(f.sni)) out['sniInvalid'] = escapeName(f.sni);
           if (f.alpn !== undefined) out['alpn'] = f.alpn;
           out['sessionId'] = f.sessionId.toString('hex');
           out['tls'] = tlsView(f);

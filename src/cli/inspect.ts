@@ -12,11 +12,34 @@ export interface InspectOptions {
 
 /** Hex text as produced by `xxd -p`, `od`-less dumps, or "16 03 01 …"; `0x` prefixes and `:` allowed. */
 export function decodeHex(text: string): Buffer {
-  const clean = text.replace(/0x/gi, '').replace(/[\s:,]/g, '');
-  if (!/^[0-9a-fA-F]*$/.test(clean) || clean.length % 2 !== 0) {
-    throw new TwinportError('TWP_ERR_INSPECT_INPUT', 'the --hex input is not an even number of hex digits');
+  // Walked once by hand so an error can say which character, and where (line:column of the input).
+  let digits = '';
+  let line = 1;
+  let col = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    col++;
+    if (c === '\n') {
+      line++;
+      col = 0;
+      continue;
+    }
+    if (/\s|[:,]/.test(c)) continue;
+    if (c === '0' && (text[i + 1] === 'x' || text[i + 1] === 'X')) {
+      i++;
+      col++;
+      continue;
+    }
+    if (!/[0-9a-fA-F]/.test(c)) {
+      const shown = JSON.stringify(c);
+      throw new TwinportError('TWP_ERR_INSPECT_INPUT', `the --hex input has ${shown} at line ${line}, column ${col}: not a hex digit`);
+    }
+    digits += c;
   }
-  return Buffer.from(clean, 'hex');
+  if (digits.length % 2 !== 0) {
+    throw new TwinportError('TWP_ERR_INSPECT_INPUT', `the --hex input has an odd number of hex digits (${digits.length}): the last byte is half a byte`);
+  }
+  return Buffer.from(digits, 'hex');
 }
 
 export async function readInput(file: string | undefined): Promise<Buffer> {

@@ -1,4 +1,4 @@
-// pino on stdout: JSON lines by default (the close log of design.md §4 is a public interface), or
+// pino on stdout: JSON lines by default (the close log of docs/reasons.md is a public interface), or
 // pino-pretty when a human asks (`--log-format pretty`). Synchronous writes: a proxy that is killed must
 // not lose the close lines of connections it already finished.
 import pino, { type Logger } from 'pino';

@@ -1,4 +1,4 @@
-// Listener binds and server addresses as config text: "host:port", "[v6]:port", "unix:/path" (design.md §3).
+// Listener binds and server addresses as config text: "host:port", "[v6]:port", "unix:/path" (docs/config.md).
 import { isIPv4, isIPv6 } from 'node:net';
 import type { ServerAddress } from './types.js';
 

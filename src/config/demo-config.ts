@@ -1,4 +1,4 @@
-// The config `twinport` runs with no --config (design.md §2): one listener, TLS to the HTTPS backend,
+// The config `twinport` runs with no --config (README.md): one listener, TLS to the HTTPS backend,
 // plaintext HTTP/1 and h2c to the HTTP backend. Built as YAML text and put through the same validator as a
 // file, so a bad --listen value gets the same message a bad bind in a file would.
 import { stringify } from 'yaml';

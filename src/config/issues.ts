@@ -1,4 +1,4 @@
-// A config error is an issue at a place: file, line, column, key path (design.md §3: "every error names
+// A config error is an issue at a place: file, line, column, key path (docs/config.md: "every error names
 // file, line, column and key path"). One ConfigError carries all of them, so a user fixes a file in one pass.
 import { TwinportError, type ErrorCode } from '../errors.js';
 

@@ -1,4 +1,4 @@
-// Config files: read, validate, summarise (design.md §2 `twinport --config`, `twinport check`).
+// Config files: read, validate, summarise (README.md `twinport --config`, `twinport check`).
 // The contract's config API is importable from here: the parser, the error type and the demo config.
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';

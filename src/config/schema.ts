@@ -1,4 +1,4 @@
-// The one definition of the YAML config's shape (design.md §3). ajv validates the structure against it
+// The one definition of the YAML config's shape (docs/config.md). ajv validates the structure against it
 // (src/config/schema-issues.ts); the published docs/twinport.schema.json is generated from it by
 // scripts/write-schema.mjs; test/config/schema-file.test.ts fails when the two differ. Values whose meaning
 // needs more than a JSON Schema can say (durations, sizes, addresses, name patterns, CIDRs, cross-references)

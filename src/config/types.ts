@@ -1,4 +1,4 @@
-// The validated configuration: frozen, fully defaulted, typed (design.md §3). Produced only by
+// The validated configuration: frozen, fully defaulted, typed (docs/config.md). Produced only by
 // src/config/load.ts; nothing downstream re-checks it. Durations are milliseconds, sizes bytes.
 
 import type { Protocol } from '../protocol/verdict.js';

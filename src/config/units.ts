@@ -1,4 +1,4 @@
-// Durations and sizes as config text (design.md §3). Each parser takes whatever the YAML held and returns
+// Durations and sizes as config text (docs/config.md). Each parser takes whatever the YAML held and returns
 // the number, or the sentence that says what is wrong with it.
 
 const DURATION_UNITS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;

@@ -1,4 +1,4 @@
-// The embedded demo's two backends (design.md §2): a plaintext HTTP server and an HTTPS server with a
+// The embedded demo's two backends (README.md): a plaintext HTTP server and an HTTPS server with a
 // self-signed certificate made at start. twinport sends them a PROXY v2 header, so each can answer which
 // backend it is, who the client was and what twinport saw (protocol, SNI/Host) — the header is decoded
 // with twinport's own parser, the same one a user's backend would meet.

@@ -1,4 +1,4 @@
-// The probe table of design.md §7: TLS, HTTP/1, h2c, PROXY, then recognisable others. First match wins;
+// The probe table of docs/protocol.md: TLS, HTTP/1, h2c, PROXY, then recognisable others. First match wins;
 // otherwise need-more while any probe needs more (and the input is not final); otherwise reject.
 //
 // A detector instance belongs to one connection and is fed the whole append-only peek buffer on every

@@ -1,7 +1,7 @@
-// The parser contract of design.md §7: every probe answers one of three things for the bytes seen so far.
+// The parser contract of docs/protocol.md: every probe answers one of three things for the bytes seen so far.
 // `final` is set at EOF, at the peek deadline and at the byte cap; after it "need-more" is not an answer.
 
-/** What a connection is, as far as routing is concerned (design.md §3 `protocol`). */
+/** What a connection is, as far as routing is concerned (docs/config.md `protocol`). */
 export type Protocol = 'tls' | 'http' | 'h2c' | 'other';
 
 export interface ProbeOptions {
@@ -15,7 +15,7 @@ export interface NeedMore {
 
 export interface Reject {
   readonly kind: 'reject';
-  /** Dotted parser reason, e.g. `tls.sni.bad-length` (design.md §6). */
+  /** Dotted parser reason, e.g. `tls.sni.bad-length` (docs/reasons.md). */
   readonly reason: string;
   /**
    * Set when the probe had already recognised its protocol before finding the bytes broken (a malformed

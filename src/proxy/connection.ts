@@ -1,4 +1,4 @@
-// One client connection through its whole life (design.md §1):
+// One client connection through its whole life (docs/architecture.md):
 //   accept ─► peek ─► route ─► connect ─► splice ─► close
 // Every exit goes through `finish(reason)`, which runs once: both sockets closed, one close log line,
 // one outcome counter. Nothing here parses bytes (protocol/) or decides where to go (routing/).
@@ -661,7 +661,7 @@ export class Connection implements EndpointSink {
     }
   }
 
-  /** The close line (design.md §4), built only when it is going to be logged. */
+  /** The close line (docs/reasons.md), built only when it is going to be logged. */
   closeLogFields(): Record<string, unknown> {
     const reason = this.closeReason;
     const detail = this.closeDetail;
@@ -678,6 +678,7 @@ export class Connection implements EndpointSink {
     if (f !== undefined) {
       out['protocol'] = f.protocol;
       if (f.sni !== undefined) out['sni'] = f.sni;
+      if (f.sniInvalid !== undefined) out['sniInvalid'] = f.sniInvalid;
       if (f.alpn !== undefined) {
         // Bounded (docs/security.md): a 64 KiB hello of ALPN names once wrote 383 KB of log per connection.
         out['alpn'] = f.alpn.length <= LOG_ALPN_NAMES && f.alpn.every((n) => n.length <= LOG_ALPN_CHARS) ? f.alpn : boundedAlpn(f.alpn);

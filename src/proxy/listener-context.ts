@@ -23,7 +23,7 @@ export interface ListenerContext {
   /** Some route matches on `source`: only then does routing need the client's address. */
   readonly routesUseSource: boolean;
   readonly logger: Logger;
-  /** Log peeked bytes in hex at debug level (explicit opt-in: design.md §4). */
+  /** Log peeked bytes in hex at debug level (explicit opt-in: docs/reasons.md). */
   readonly rawBytes: boolean;
   /** How server connections are opened (the accepted side is the listener's business). */
   readonly engine: IoEngine;

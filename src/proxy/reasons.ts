@@ -1,4 +1,4 @@
-// Connection outcomes (design.md §6): exactly one per connection, in the close log and the outcome
+// Connection outcomes (docs/reasons.md): exactly one per connection, in the close log and the outcome
 // counters. Extend, never reuse a code for another meaning; docs/reasons.md lists the same set.
 
 export const CLOSE_REASONS = [

@@ -1,4 +1,4 @@
-// SNI and Host patterns (design.md §3): exact (case-insensitive, trailing dot ignored), `*.example.com`
+// SNI and Host patterns (docs/config.md): exact (case-insensitive, trailing dot ignored), `*.example.com`
 // (exactly one label, as certificate wildcards, RFC 6125 §6.4.3), `~regex` (RE2 syntax, linear time,
 // case-insensitive, unanchored unless the author anchors it: operator-regex.ts).
 import { isIP } from '../protocol/ip-address.js';

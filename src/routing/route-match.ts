@@ -1,4 +1,4 @@
-// Route matching (design.md §3): a listener's routes are tried in order and the first whose every given
+// Route matching (docs/config.md): a listener's routes are tried in order and the first whose every given
 // key holds wins. Pure: facts in, route out. Never throws, whatever bytes a client put in its SNI or Host.
 import type { MatchProtocol, NamePattern, RouteConfig, RouteMatch } from '../config/types.js';
 import { anyCidrContains } from './cidr.js';

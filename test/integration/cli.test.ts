@@ -96,6 +96,21 @@ test('inspect: hex on stdin, need-more for a prefix without --final, reject reas
   const bad = await runTwinport(['inspect', '--hex', '-'], 'zz');
   t.is(bad.code, 1);
   t.regex(bad.stderr, /TWP_ERR_INSPECT_INPUT/);
+  // Which character, and where (issue 12 item 9).
+  t.regex(bad.stderr, /"z" at line 1, column 1: not a hex digit/);
+  const later = await runTwinport(['inspect', '--hex', '-'], '16 03 01\n00 4g');
+  t.regex(later.stderr, /"g" at line 2, column 5: not a hex digit/);
+  const odd = await runTwinport(['inspect', '--hex', '-'], '0x16 0x03 0');
+  t.regex(odd.stderr, /odd number of hex digits \(5\)/);
+});
+
+test('inspect: an SNI that is not a host name is shown as sent and, escaped, as sniInvalid', async (t) => {
+  // A hello whose SNI is "bad name!.example.com" (built with test/helpers/tls-build.ts).
+  const { clientHelloRecords, extSni } = await import('../helpers/tls-build.js');
+  const r = await runTwinport(['inspect', '-', '--final'], clientHelloRecords({ extensions: [extSni('bad name!.example.com')] }));
+  t.like(JSON.parse(r.stdout), { verdict: 'match', protocol: 'tls', sni: 'bad name!.example.com', sniInvalid: 'bad\\x20name!.example.com' });
+  const ok = await runTwinport(['inspect', '-', '--final'], clientHelloRecords({ extensions: [extSni('a.example.com')] }));
+  t.false('sniInvalid' in JSON.parse(ok.stdout));
 });
 
 /** One request through `port`: what came back, or why nothing did (given up after `ms`). */

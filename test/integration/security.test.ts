@@ -332,3 +332,43 @@ pools:
     await backend.close();
   }
 });
+
+// ------------------------------------------------------------------ issue 12 item 2: SNI that is not a host name
+
+test('an SNI that is not a host name routes as a hello without SNI (never by a wildcard) and is logged escaped as sniInvalid', async (t) => {
+  const wild = await startBackend('wild');
+  const nosni = await startBackend('nosni');
+  const proxy = await startProxy(`
+listeners:
+  - bind: "127.0.0.1:0"
+    routes:
+      - match: { sni: "*.example.com" }
+        to: wild
+      - match: { sni: null }
+        to: nosni
+pools:
+  wild: { servers: ["${wild.address}"] }
+  nosni: { servers: ["${nosni.address}"] }
+`);
+  try {
+    const cases: Array<[string | Buffer, string, string | undefined]> = [
+      ['bad name!.example.com', 'nosni\n', 'bad\\x20name!.example.com'],
+      ['b\u00fccher.example.com', 'nosni\n', 'b\\xc3\\xbccher.example.com'],
+      ['ok.example.com', 'wild\n', undefined],
+    ];
+    for (const [name, answer, escaped] of cases) {
+      const before = proxy.logs.closes().length;
+      const hello = clientHelloRecords({ extensions: [extSni(name)] });
+      const r = await sendFrom(proxy.port(), hello);
+      t.is(r.answer.toString(), answer, String(name));
+      await proxy.logs.waitFor(() => proxy.logs.closes().length > before);
+      const line = proxy.logs.closes()[before]!;
+      t.is(line['sniInvalid'], escaped);
+      t.is(line['sni'], escaped === undefined ? name : undefined);
+    }
+  } finally {
+    await proxy.stop();
+    await wild.close();
+    await nosni.close();
+  }
+});
