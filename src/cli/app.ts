@@ -17,7 +17,8 @@ const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta
 interface RunOptions {
   readonly config?: string;
   readonly listen: string;
-  readonly logLevel: string;
+  /** Only when given: otherwise the config's `log.level` (default info) applies. */
+  readonly logLevel?: string;
   readonly logFormat: LogFormat;
   readonly workers?: number;
   readonly scheduling: SchedulingPolicy;
@@ -35,7 +36,13 @@ function describeError(e: unknown): string {
 }
 
 /** SIGTERM/SIGINT: graceful shutdown then exit 0. SIGHUP: reload the file, keep the old config on error. */
-function wireSignals(runtime: ProxyRuntime, logger: Logger, configFile: string | undefined, onExit: () => Promise<void>): void {
+function wireSignals(
+  runtime: ProxyRuntime,
+  logger: Logger,
+  configFile: string | undefined,
+  onExit: () => Promise<void>,
+  levelFromConfig: boolean,
+): void {
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;
@@ -65,32 +72,36 @@ function wireSignals(runtime: ProxyRuntime, logger: Logger, configFile: string |
       return;
     }
     runtime.reload(next).then(
-      () => logger.info({ file: configFile }, 'reloaded'),
+      () => {
+        // A reloaded `log.level` applies too, unless --log-level fixed it for the process's life.
+        if (levelFromConfig) logger.level = next.log.level;
+        logger.info({ file: configFile }, 'reloaded');
+      },
       (e: unknown) => logger.error({ file: configFile, err: describeError(e) }, 'reload failed: keeping the running config'),
     );
   });
 }
 
 async function runProxy(opts: RunOptions): Promise<void> {
-  const logger = await createLogger(opts.logLevel, opts.logFormat);
-  if (opts.workers !== undefined && opts.workers > 1 && cluster.isPrimary) {
-    if (opts.config === undefined) fail('--workers needs --config (the demo runs in one process)');
+  // The config is read first: its `log.level` is the level unless --log-level was given.
+  let fileConfig: TwinportConfig | undefined;
+  if (opts.config !== undefined) {
     try {
-      loadConfigFile(opts.config); // fail fast, once, before forking
+      fileConfig = loadConfigFile(opts.config); // with --workers: fail fast, once, before forking
     } catch (e) {
       fail(describeError(e));
     }
+  }
+  const logger = await createLogger(opts.logLevel ?? fileConfig?.log.level ?? 'info', opts.logFormat);
+  if (opts.workers !== undefined && opts.workers > 1 && cluster.isPrimary) {
+    if (opts.config === undefined) fail('--workers needs --config (the demo runs in one process)');
     runPrimary({ workers: opts.workers, scheduling: opts.scheduling, logger });
     return;
   }
   let config: TwinportConfig;
   let closeDemo: () => Promise<void> = async () => {};
-  if (opts.config !== undefined) {
-    try {
-      config = loadConfigFile(opts.config);
-    } catch (e) {
-      fail(describeError(e));
-    }
+  if (fileConfig !== undefined) {
+    config = fileConfig;
   } else {
     // Loaded only for the demo: certificate generation pulls in a large ASN.1 stack.
     const { startDemoBackends } = await import('../demo/backends.js');
@@ -109,7 +120,7 @@ async function runProxy(opts: RunOptions): Promise<void> {
     await closeDemo();
     fail(describeError(e));
   }
-  wireSignals(runtime, logger, opts.config, closeDemo);
+  wireSignals(runtime, logger, opts.config, closeDemo, opts.logLevel === undefined);
   if (opts.config === undefined) {
     const a = runtime.addresses().get('demo');
     const where = a === undefined ? opts.listen : `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
@@ -137,7 +148,7 @@ const logOptions = (cmd: Command): Command =>
   cmd
     .addOption(new Option('--workers <n>', 'proxy processes sharing the listeners (node:cluster)').argParser(parseWorkers))
     .addOption(new Option('--scheduling <policy>', 'with --workers: rr (primary hands out connections) or none (workers accept)').choices(['rr', 'none']).default('rr'))
-    .addOption(new Option('--log-level <level>', 'pino log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'))
+    .addOption(new Option('--log-level <level>', 'pino log level (default: the config\'s log.level, else info)').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']))
     .addOption(new Option('--log-format <format>', 'log output').choices(['json', 'pretty']).default('json'));
 
 const program = new Command();

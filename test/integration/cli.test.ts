@@ -300,3 +300,66 @@ test('--workers without --config is refused', async (t) => {
   t.is(r.code, 1);
   t.regex(r.stderr, /--workers needs --config/);
 });
+
+test('log.level in the config applies unless --log-level is given (issue 12 item 6); a SIGHUP reload applies a new one', async (t) => {
+  const backend = await startBackend('web');
+  const dir = mkdtempSync(join(tmpdir(), 'twp-level-'));
+  const file = join(dir, 'level.yaml');
+  const port = await freePort();
+  writeFileSync(file, `log: { level: warn }\n${configTo(port, backend.address)}`);
+  // The config says warn: no info lines (listening, close) at all.
+  const quiet = spawnTwinport(['--config', file]);
+  try {
+    await waitForListen(port);
+    await ask(port, 2000);
+    quiet.kill('SIGTERM');
+    await quiet.exited;
+    t.deepEqual(quiet.lines.filter((l) => l['level'] === 30), []);
+  } finally {
+    quiet.kill('SIGKILL');
+  }
+  // The flag, when given, wins.
+  const loud = spawnTwinport(['--config', file, '--log-level', 'info']);
+  try {
+    await loud.waitFor((l) => l.msg === 'listening');
+    await ask(port, 2000);
+    await loud.waitFor((l) => l.msg === 'close');
+    t.pass();
+  } finally {
+    loud.kill('SIGTERM');
+    await loud.exited;
+  }
+  // A reload to info makes close lines appear.
+  const reloaded = spawnTwinport(['--config', file]);
+  try {
+    await waitForListen(port);
+    writeFileSync(file, `log: { level: info }\n${configTo(port, backend.address)}`);
+    reloaded.child.kill('SIGHUP');
+    await reloaded.waitFor((l) => l.msg === 'reloaded');
+    await ask(port, 2000);
+    await reloaded.waitFor((l) => l.msg === 'close');
+    t.pass();
+  } finally {
+    reloaded.kill('SIGTERM');
+    await reloaded.exited;
+    await backend.close();
+  }
+});
+
+/** Resolves once something accepts on `port` (a process that logs nothing at info cannot say it listens). */
+async function waitForListen(port: number, ms = 10_000): Promise<void> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect({ port, host: '127.0.0.1' });
+      s.on('connect', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > until) throw new Error(`nothing listens on ${port}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
