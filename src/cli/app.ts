@@ -130,6 +130,7 @@ async function runProxy(opts: RunOptions): Promise<void> {
         `twinport demo: one port (${where}), two backends. Try:`,
         `  curl http://${where}/`,
         `  curl -k https://${where}/`,
+        `  curl --http2-prior-knowledge http://${where}/   (h2c)`,
         `  curl -k https://localhost:${a?.port ?? ''}/   (SNI "localhost")`,
         'Each backend answers which one it is and what twinport saw. Ctrl-C stops.',
         '',

@@ -1,13 +1,15 @@
-// The embedded demo's two backends (README.md): a plaintext HTTP server and an HTTPS server with a
-// self-signed certificate made at start. twinport sends them a PROXY v2 header, so each can answer which
+// The embedded demo's two backends (README.md): a plaintext HTTP server (HTTP/1 and HTTP/2 with prior
+// knowledge, h2c) and an HTTPS server with a self-signed certificate made at start. twinport sends them a PROXY v2 header, so each can answer which
 // backend it is, who the client was and what twinport saw (protocol, SNI/Host) — the header is decoded
 // with twinport's own parser, the same one a user's backend would meet.
 import http from 'node:http';
+import http2 from 'node:http2';
 import net, { type AddressInfo, type Server, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import tls, { type TLSSocket } from 'node:tls';
 import { generate } from 'selfsigned';
 import { TwinportError } from '../errors.js';
+import { H2C_PREFACE } from '../protocol/h2c-preface.js';
 import { parseProxyHeader, type ProxyHeader } from '../protocol/proxy-header.js';
 
 export interface DemoBackends {
@@ -51,11 +53,24 @@ function resumeWith(socket: Socket, prefix: Buffer): Duplex {
   return d;
 }
 
+/** Whether `bytes` could still be, or are, the start of the h2c preface (RFC 9113 §3.4). */
+function h2cSoFar(bytes: Buffer): 'yes' | 'maybe' | 'no' {
+  const n = Math.min(bytes.length, H2C_PREFACE.length);
+  if (bytes.compare(H2C_PREFACE, 0, n, 0, n) !== 0) return 'no';
+  return n === H2C_PREFACE.length ? 'yes' : 'maybe';
+}
+
 /**
- * Accepts raw connections, strips a PROXY header when one comes first, and hands the rest to `serve`,
- * remembering the header for the request handler.
+ * Accepts raw connections, strips a PROXY header when one comes first, and hands the rest to `serve`
+ * (with whether it opens with the h2c preface, when `h2c` asks to know), remembering the header for the
+ * request handler.
  */
-function proxyAwareFront(serve: (d: Duplex) => void, seen: WeakMap<object, ProxyHeader>, key: (d: Duplex) => object): Server {
+function proxyAwareFront(
+  serve: (d: Duplex, header: ProxyHeader | undefined, h2c: boolean) => void,
+  seen: WeakMap<object, ProxyHeader>,
+  key: (d: Duplex) => object,
+  h2c = false,
+): Server {
   return net.createServer((socket) => {
     let buf = Buffer.alloc(0);
     socket.on('error', () => socket.destroy());
@@ -63,20 +78,25 @@ function proxyAwareFront(serve: (d: Duplex) => void, seen: WeakMap<object, Proxy
       buf = Buffer.concat([buf, chunk]);
       const v = parseProxyHeader(buf, { final: buf.length >= MAX_HEADER_WAIT });
       if (v.kind === 'need-more') return;
+      const rest = v.kind === 'match' ? buf.subarray(v.consumed) : buf;
+      // Which server speaks to it: wait until the bytes are, or cannot be, the h2c preface.
+      const preface = h2c ? h2cSoFar(rest) : 'no';
+      if (preface === 'maybe') return;
       socket.off('data', onData);
       socket.pause();
-      const rest = v.kind === 'match' ? buf.subarray(v.consumed) : buf;
       const d = resumeWith(socket, rest);
       const k = key(d);
-      if (v.kind === 'match') seen.set(k, v.header);
-      serve(d);
+      const header = v.kind === 'match' ? v.header : undefined;
+      if (header !== undefined) seen.set(k, header);
+      serve(d, header, preface === 'yes');
     };
     socket.on('data', onData);
   });
 }
 
-function describe(which: string, header: ProxyHeader | undefined, tlsServername: string | false | null | undefined): string {
+function describe(which: string, header: ProxyHeader | undefined, tlsServername: string | false | null | undefined, spoken?: string): string {
   const lines = [`Hello from the twinport demo ${which} backend.`];
+  if (spoken !== undefined) lines.push(`spoken: ${spoken}`);
   if (header === undefined) {
     lines.push('No PROXY header arrived: you reached this backend directly, not through twinport.');
   } else {
@@ -121,7 +141,31 @@ export async function startDemoBackends(host = '127.0.0.1'): Promise<DemoBackend
       const t = req.socket as TLSSocket;
       res.end(describe('HTTPS', seen.get(t), t.servername));
     });
-    const frontHttp = proxyAwareFront((d) => plain.emit('connection', d), seen, (d) => d);
+    // HTTP/2 with prior knowledge (what twinport routes as `protocol: h2c`): Node 20's plaintext HTTP/2
+    // server cannot fall back to HTTP/1, so the front picks the server by the first bytes.
+    const plain2 = http2.createServer((req, res) => {
+      res.setHeader('content-type', 'text/plain; charset=utf-8');
+      res.end(describe('HTTP', seen.get(req.stream.session!), undefined, 'HTTP/2 (h2c, prior knowledge)'));
+    });
+    let opening: ProxyHeader | undefined;
+    // The session is made synchronously inside emit('connection'): that is when it gets its header.
+    plain2.on('session', (session) => {
+      if (opening !== undefined) seen.set(session, opening);
+    });
+    const frontHttp = proxyAwareFront(
+      (d, header, isH2c) => {
+        if (!isH2c) {
+          plain.emit('connection', d);
+          return;
+        }
+        opening = header;
+        plain2.emit('connection', d);
+        opening = undefined;
+      },
+      seen,
+      (d) => d,
+      true,
+    );
     const tlsKeys = new WeakMap<Duplex, TLSSocket>();
     const frontHttps = proxyAwareFront(
       (d) => {
@@ -144,6 +188,7 @@ export async function startDemoBackends(host = '127.0.0.1'): Promise<DemoBackend
       close: async () => {
         for (const s of [frontHttp, frontHttps]) s.close();
         plain.closeAllConnections();
+        plain2.close();
         secure.closeAllConnections();
       },
     };

@@ -34,8 +34,15 @@ testWithTools({ curl: 'curl' }, 'demo: no config → its own HTTP and HTTPS back
     t.regex(secure, /demo HTTPS backend/);
     t.regex(secure, /twinport saw protocol: tls/);
     t.regex(secure, /twinport saw SNI: localhost/);
-    const closes = await Promise.all([1, 2].map((n) => p.waitFor((l) => l.msg === 'close' && l['conn'] === n)));
-    t.deepEqual(closes.map((l) => l['pool']), ['http', 'https']);
+    // HTTP/2 with prior knowledge reaches the plaintext backend too, which answers in HTTP/2 (issue 12 item 7).
+    const h2c = await curl(['--http2-prior-knowledge', '-w', '%{http_version}', `http://127.0.0.1:${port}/`]);
+    t.regex(h2c, /demo HTTP backend/);
+    t.regex(h2c, /spoken: HTTP\/2 \(h2c, prior knowledge\)/);
+    t.regex(h2c, /twinport saw protocol: h2c/);
+    t.regex(h2c, /\n2$/);
+    const closes = await Promise.all([1, 2, 3].map((n) => p.waitFor((l) => l.msg === 'close' && l['conn'] === n)));
+    t.deepEqual(closes.map((l) => l['pool']), ['http', 'https', 'http']);
+    t.is(closes[2]!['protocol'], 'h2c');
     p.kill('SIGTERM');
     t.deepEqual(await p.exited, { code: 0, signal: null });
   } finally {
