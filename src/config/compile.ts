@@ -504,6 +504,7 @@ export function compileConfig(raw: unknown, source: string): CompileResult {
     listeners,
     pools,
     shutdownTimeout: duration(root, 'shutdown_timeout', [], DEFAULT_SHUTDOWN_TIMEOUT, issues),
+    ...(Number.isInteger(root['max_connections']) && { maxConnections: root['max_connections'] as number }),
     ioEngine: oneOf(IO_ENGINES, root['io_engine'], 'auto'),
     log: {
       level: oneOf(LOG_LEVELS, log['level'], 'info'),

@@ -187,6 +187,9 @@ export const ConfigSchema = Type.Object(
     listeners: Type.Array(Listener, { minItems: 1 }),
     pools: Type.Object({}, { additionalProperties: Pool, minProperties: 1, description: 'Pool name → pool.' }),
     shutdown_timeout: Type.Optional(Duration('On SIGTERM, how long spliced connections may finish. Default 30s.')),
+    max_connections: Type.Optional(
+      Type.Integer({ minimum: 1, description: 'Open connections allowed at once in each process, all listeners together. Default: what RLIMIT_NOFILE allows.' }),
+    ),
     io_engine: Type.Optional(
       StringEnum(IO_ENGINES, { description: 'libuv (Node stream handles driven directly), streams (net.Socket) or auto (libuv where available). Default auto.' }),
     ),

@@ -134,6 +134,8 @@ export interface TwinportConfig {
   readonly listeners: readonly ListenerConfig[];
   readonly pools: Readonly<Record<string, PoolConfig>>;
   readonly shutdownTimeout: number; // default 30s
+  /** Connections at once per process, all listeners together; absent = what RLIMIT_NOFILE allows. */
+  readonly maxConnections?: number;
   /** How sockets are driven (docs/io-engine.md); default auto. */
   readonly ioEngine: 'auto' | 'libuv' | 'streams';
   readonly log: { readonly level: string; readonly rawBytes: boolean };

@@ -15,6 +15,7 @@ import type { Endpoint } from './endpoint.js';
 import { HealthChecker } from './health-checker.js';
 import { acceptEndpoints, resolveIoEngine, type IoEngine } from './io-engine.js';
 import type { ListenerContext, PoolRuntime } from './listener-context.js';
+import { connectionCeiling, openDescriptors, softNofileLimit, type ConnectionCeiling } from './fd-limit.js';
 import { CLOSE_REASONS, type CloseReason } from './reasons.js';
 
 /** See logFault. */
@@ -42,6 +43,11 @@ export class ProxyRuntime {
   private nextId = 1;
   private stopping = false;
   private lastAcceptErrorLog = 0;
+  /** The process-wide connection ceiling (fd-limit.ts): from RLIMIT_NOFILE, or a lower max_connections. */
+  private ceiling: ConnectionCeiling | undefined;
+  /** Inputs of the ceiling, read once at start: a reload recomputes it with a new max_connections. */
+  private fdBase: { soft: number | undefined; openAtStart: number | undefined } = { soft: undefined, openAtStart: undefined };
+  private lastLimitLog = 0;
   /** Internal-error log lines in the current second, and those left out (see onFault). */
   private faultWindow = { start: 0, logged: 0, suppressed: 0 };
   /** Once-a-second descriptor probe (see probeDescriptors). */
@@ -75,6 +81,10 @@ export class ProxyRuntime {
     // Bounded by the store's connect timeout; a Redis that is down does not stop the proxy.
     await this.affinity.ready();
     for (const l of this.config.listeners) await this.bind(l);
+    // Read once everything of the process's own is open (listeners, stores): what is left is for connections.
+    this.fdBase = { soft: softNofileLimit(), openAtStart: openDescriptors() };
+    this.ceiling = connectionCeiling(this.config.maxConnections, this.fdBase.soft, this.fdBase.openAtStart);
+    if (this.ceiling !== undefined) this.logger.info({ maxConnections: this.ceiling.limit, why: this.ceiling.why }, 'connection ceiling');
     this.descriptorProbe = setInterval(() => this.probeDescriptors(), 1000);
     this.descriptorProbe.unref();
   }
@@ -112,6 +122,7 @@ export class ProxyRuntime {
     }
     this.config = config;
     this.pools = pools;
+    this.ceiling = connectionCeiling(config.maxConnections, this.fdBase.soft, this.fdBase.openAtStart);
     for (const l of config.listeners) if (!this.handles.has(l.bind.text)) await this.bind(l);
   }
 
@@ -216,13 +227,26 @@ export class ProxyRuntime {
     handle.active++;
     conn.owner = handle;
     const max = ctx.listener.maxConnections;
+    const ceiling = this.ceiling;
     if (this.stopping) {
       conn.abort('shutdown');
     } else if (max !== undefined && handle.active > max) {
       conn.abort('limit', `max_connections ${max}`);
+    } else if (ceiling !== undefined && this.connections.size > ceiling.limit) {
+      // libuv accepts before JavaScript hears of a connection, so it cannot be left in the kernel's
+      // backlog: it is closed at once, with its close line and counter, before descriptors run out.
+      this.noteCeiling(ceiling);
+      conn.abort('limit', ceiling.why);
     } else {
       conn.start();
     }
+  }
+
+  private noteCeiling(ceiling: ConnectionCeiling): void {
+    const now = Date.now();
+    if (now - this.lastLimitLog < 1000) return;
+    this.lastLimitLog = now;
+    this.logger.warn({ maxConnections: ceiling.limit, why: ceiling.why, limitCloses: this.stats.closes.limit }, 'connection ceiling reached: closing new connections');
   }
 
   /**
