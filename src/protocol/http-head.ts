@@ -121,6 +121,8 @@ class HttpHeadProbe implements Probe<HttpMatch> {
   private recognised = false;
   /** A bare LF among the empty lines before the request line. */
   private bareLf = false;
+  /** maxHeadBytes were scanned without the end of the head. */
+  private atCap = false;
 
   private nameStart = 0;
   private nameEnd = 0;
@@ -136,9 +138,10 @@ class HttpHeadProbe implements Probe<HttpMatch> {
   }
 
   probe(bytes: Buffer, opts: ProbeOptions): Verdict {
-    if (this.result === undefined) this.result = this.scan(bytes);
+    if (this.result === undefined && !this.atCap) this.result = this.scan(bytes);
     if (this.result !== undefined) return this.result;
     if (!opts.final) return NEED_MORE;
+    if (this.atCap) return (this.result = this.fail('http.head.too-large'));
     return this.fail(this.state < S.lineStart ? 'http.request-line.incomplete' : 'http.head.incomplete');
   }
 
@@ -305,7 +308,9 @@ class HttpHeadProbe implements Probe<HttpMatch> {
     this.pos = end;
     if (buf.length >= this.maxHead) {
       if (!this.recognised) return this.fail('http.request-line.too-long');
-      return this.fail('http.head.too-large');
+      // A request whose head does not end within the cap: still a valid prefix, so need-more until the
+      // caller stops (final, which the proxy sets at this same cap: peek-too-large), then too-large.
+      this.atCap = true;
     }
     return undefined;
   }
