@@ -5,6 +5,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from 'pino';
 import { replaceHangupHandler } from './early-signals.js';
+import { guardHandoffs } from './handoff-guard.js';
 
 export type SchedulingPolicy = 'rr' | 'none';
 
@@ -27,7 +28,14 @@ export function runPrimary(opts: ClusterOptions): void {
   const { logger } = opts;
   let stopping = false;
   let lastRespawn = 0;
-  const fork = (): Worker => cluster.fork();
+  const fork = (): Worker => {
+    const worker = cluster.fork();
+    // rr: the connections handed to a worker that dies before acknowledging them are closed, not leaked.
+    if (opts.scheduling === 'rr') {
+      guardHandoffs(worker, (count) => logger.warn({ worker: worker.process.pid, connections: count }, 'closed connections handed to a dead worker'));
+    }
+    return worker;
+  };
 
   for (let i = 0; i < opts.workers; i++) fork();
   logger.info({ workers: opts.workers, scheduling: opts.scheduling }, 'primary started');

@@ -2,7 +2,7 @@
 // (SIGHUP reload with a broken and a good file, SIGTERM graceful shutdown).
 import test from 'ava';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -301,6 +301,53 @@ test('--workers 2: connections arriving while the workers start or a replacement
     await backend.close();
   }
 });
+
+test('--workers 2 rr: a worker killed under load hangs no client and leaks no socket in the primary (issue 12 item 5)', async (t) => {
+  const backend = await startBackend('rr');
+  const dir = mkdtempSync(join(tmpdir(), 'twp-workers-kill-'));
+  const file = join(dir, 'twinport.yaml');
+  const port = await freePort();
+  writeFileSync(file, configTo(port, backend.address));
+  const p = spawnTwinport(['--config', file, '--workers', '2', '--scheduling', 'rr']);
+  const primary = p.child.pid!;
+  const sockets = (): number => readdirSync(`/proc/${primary}/fd`).filter((f) => readlinkSafe(`/proc/${primary}/fd/${f}`).startsWith('socket:')).length;
+  try {
+    await p.waitFor(() => p.lines.filter((l) => l.msg === 'listening').length >= 2);
+    await ask(port, 5000);
+    const before = sockets();
+    // Bounded load: 20 connections in flight for ~1.5 s; a worker is SIGKILLed in the middle of it.
+    const answers: Promise<string>[] = [];
+    const started = Date.now();
+    let killed = false;
+    while (Date.now() - started < 1500 && answers.length < 4000) {
+      for (let i = 0; i < 20; i++) answers.push(ask(port, 5000));
+      if (!killed && Date.now() - started > 500) {
+        killed = true;
+        process.kill(p.lines.find((l) => l.msg === 'listening')!['pid'] as number, 'SIGKILL');
+      }
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    const got = await Promise.all(answers);
+    const hung = got.filter((a) => a.startsWith('no answer')).length;
+    t.log(`${got.length} connections: ${got.filter((a) => a === 'rr\n').length} answered, ${hung} hung`);
+    t.is(hung, 0, 'no client waits for a connection that was handed to the dead worker');
+    // The replacement is up and nothing is left open in the primary beyond what it had before.
+    await p.waitFor(() => p.lines.filter((l) => l.msg === 'listening').length >= 3);
+    t.is(await ask(port, 5000), 'rr\n');
+    t.is(sockets(), before, 'the primary holds the same sockets as before the load');
+  } finally {
+    p.kill('SIGKILL');
+    await backend.close();
+  }
+});
+
+function readlinkSafe(path: string): string {
+  try {
+    return readlinkSync(path);
+  } catch {
+    return '';
+  }
+}
 
 test('--workers without --config is refused', async (t) => {
   const r = await runTwinport(['--workers', '2']);
