@@ -1,7 +1,7 @@
 // The error registry and the close reasons are public interfaces: docs/errors.md and docs/reasons.md
 // list exactly what the code declares.
 import test from 'ava';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { ERROR_CODES } from '../src/errors.js';
 import { CLOSE_REASONS } from '../src/proxy/reasons.js';
 
@@ -20,4 +20,21 @@ test('docs/reasons.md lists every close reason, and only those', (t) => {
   // The reasons table is the page's first section; the close line's fields have a table of their own below.
   const documented = tableCodes(doc('reasons.md').split('\n## ')[0]!, /^\| `([a-z-]+)` \|/gm);
   t.deepEqual([...documented].sort(), [...CLOSE_REASONS].sort());
+});
+
+test('docs, README and src stand alone: none points readers at design.md, which is not in the repository', (t) => {
+  const root = new URL('../../', import.meta.url);
+  const files: string[] = ['README.md'];
+  const walk = (dir: string): void => {
+    for (const e of readdirSync(new URL(dir, root), { withFileTypes: true })) {
+      const rel = `${dir}/${e.name}`;
+      if (e.isDirectory()) walk(rel);
+      else if (/\.(md|ts)$/.test(e.name)) files.push(rel);
+    }
+  };
+  walk('docs');
+  walk('src');
+  const citing = files.filter((f) => readFileSync(new URL(f, root), 'utf8').includes('design.md'));
+  t.true(files.length > 20);
+  t.deepEqual(citing, []);
 });
