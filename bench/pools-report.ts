@@ -1,6 +1,6 @@
 // P1's results (bench/pools.ts) and their Markdown: a section of the runner's report
 // (bench/report.ts), and what `node dist/bench/pools.js` prints on its own.
-import type { AffinityStats } from '../src/proxy/affinity-pool.js';
+import type { AffinityStats } from '../src/affinity/affinity-pool.js';
 import { maglevMarkdown, type MaglevBenchReport } from './pools-maglev.js';
 import type { ResumeResult, ResumeSpec } from './resume-client.js';
 import { fmt } from './stats.js';

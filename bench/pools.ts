@@ -21,7 +21,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import type { AffinityStats } from '../src/proxy/affinity-pool.js';
+import type { AffinityStats } from '../src/affinity/affinity-pool.js';
 import { startTicketBackends, type TicketBackends } from './backends.js';
 import { HAVE_TASKSET, hasCommand, runToEnd, spawnChild, stopAll, waitForPort, freePort, type Child } from './children.js';
 import { runAutocannon } from './run-autocannon.js';

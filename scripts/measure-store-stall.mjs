@@ -16,8 +16,8 @@ import { fileURLToPath } from 'node:url';
 
 const dist = resolvePath(process.argv[2] ?? fileURLToPath(new URL('../dist/', import.meta.url)));
 const N = Number(process.argv[3] ?? 20000);
-const { PoolAffinity } = await import(`${dist}/src/proxy/affinity-pool.js`);
-const { AffinityStore } = await import(`${dist}/src/proxy/affinity-store.js`);
+const { PoolAffinity } = await import(`${dist}/src/affinity/affinity-pool.js`);
+const { AffinityStore } = await import(`${dist}/src/affinity/affinity-store.js`);
 const { PoolState } = await import(`${dist}/src/routing/pool-state.js`);
 const { pino } = await import('pino');
 

@@ -18,7 +18,11 @@ const FORBIDDEN: Record<string, RegExp> = {
   protocol: /^\.\.\/(routing|proxy|admin|cli|config|demo)\//,
   routing: /^\.\.\/(proxy|admin|cli|demo)\//,
   config: /^\.\.\/(proxy|admin|cli|demo)\//,
-  proxy: /^\.\.\/(cli|demo)\//,
+  proxy: /^\.\.\/(cli|demo|admin)\//,
+  // The subsystems around the socket lifecycle: proxy/ uses them, never the reverse.
+  io: /^\.\.\/(proxy|health|affinity|admin|cli|demo)\//,
+  health: /^\.\.\/(proxy|io|affinity|admin|cli|demo)\//,
+  affinity: /^\.\.\/(proxy|io|health|admin|cli|demo)\//,
 };
 
 for (const [layer, bad] of Object.entries(FORBIDDEN)) {
@@ -41,7 +45,7 @@ test('src/protocol is pure: no sockets, timers, logging or process access', (t) 
 });
 
 test('only src/cli calls process.exit', (t) => {
-  for (const layer of ['protocol', 'routing', 'config', 'proxy', 'demo']) {
+  for (const layer of ['protocol', 'routing', 'config', 'proxy', 'io', 'health', 'affinity', 'demo']) {
     const dir = new URL(`${layer}/`, src);
     for (const f of readdirSync(dir).filter((x) => x.endsWith('.ts'))) {
       t.notRegex(readFileSync(new URL(f, dir), 'utf8'), /process\.exit\(/, `${layer}/${f}`);

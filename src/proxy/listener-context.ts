@@ -3,9 +3,9 @@
 import type { Logger } from 'pino';
 import type { ListenerConfig, PoolConfig } from '../config/types.js';
 import type { PoolState } from '../routing/pool-state.js';
-import type { PoolAffinity } from './affinity-pool.js';
+import type { PoolAffinity } from '../affinity/affinity-pool.js';
 import type { Connection } from './connection.js';
-import type { IoEngine } from './io-engine.js';
+import type { IoEngine } from '../io/io-engine.js';
 import type { CloseReason } from './reasons.js';
 
 export interface PoolRuntime {

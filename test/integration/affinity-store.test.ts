@@ -1,4 +1,4 @@
-// The Redis affinity store in-process (src/proxy/affinity-store.ts) against a real redis-server that is
+// The Redis affinity store in-process (src/affinity/affinity-store.ts) against a real redis-server that is
 // stopped with SIGSTOP: the connection stays up and nothing answers. What ioredis holds must stay
 // bounded however many lookups and lessons arrive (security review F2), the connection must be dropped
 // and its queue flushed once Redis has been silent for the stall bound, and the store must come back.
@@ -6,8 +6,8 @@ import test, { type ExecutionContext } from 'ava';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import type { PoolConfig, ServerConfig } from '../../src/config/types.js';
-import { PoolAffinity } from '../../src/proxy/affinity-pool.js';
-import { AffinityStore, MAX_COMMANDS_IN_FLIGHT, type StoreCounters } from '../../src/proxy/affinity-store.js';
+import { PoolAffinity } from '../../src/affinity/affinity-pool.js';
+import { AffinityStore, MAX_COMMANDS_IN_FLIGHT, type StoreCounters } from '../../src/affinity/affinity-store.js';
 import { startRedis } from '../helpers/redis-server.js';
 import { testWithTools } from '../helpers/tools.js';
 

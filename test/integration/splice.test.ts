@@ -213,7 +213,7 @@ test('100 MiB each way at once arrives byte-identical (sha256 at both ends)', as
 
 test('12 downloads at once, clients reading in bursts: every stream byte-identical (read buffers are shared and recycled)', async (t) => {
   // twinport reads every server into one shared buffer and copies big reads into recycled buffers that
-  // return to a pool when their write completes (src/proxy/chunk-pool.ts). Slow, bursty readers keep
+  // return to a pool when their write completes (src/io/chunk-pool.ts). Slow, bursty readers keep
   // writes pending while other connections read, so a buffer reused too early would corrupt a stream.
   const N = 12;
   const SIZE = 16 * MiB;

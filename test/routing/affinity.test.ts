@@ -1,12 +1,12 @@
 // The pure affinity decisions (src/routing/affinity.ts) and the bounded table and per-pool counters
-// built on them (src/proxy/affinity-table.ts, affinity-pool.ts), without sockets.
+// built on them (src/affinity/affinity-table.ts, affinity-pool.ts), without sockets.
 import test from 'ava';
 import fc from 'fast-check';
 import type { PoolConfig, ServerConfig } from '../../src/config/types.js';
 import { createTlsProbe, type TlsFields } from '../../src/protocol/tls-client-hello.js';
-import { PoolAffinity, type AffinityChoice } from '../../src/proxy/affinity-pool.js';
-import { AffinityTable } from '../../src/proxy/affinity-table.js';
-import { watchServerFlight } from '../../src/proxy/affinity-watcher.js';
+import { PoolAffinity, type AffinityChoice } from '../../src/affinity/affinity-pool.js';
+import { AffinityTable } from '../../src/affinity/affinity-table.js';
+import { watchServerFlight } from '../../src/affinity/affinity-watcher.js';
 import {
   helloKeys,
   lessonsFromFlight,

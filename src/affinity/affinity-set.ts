@@ -6,7 +6,12 @@ import type { Logger } from 'pino';
 import type { PoolConfig } from '../config/types.js';
 import { PoolAffinity, type AffinityStats } from './affinity-pool.js';
 import { AffinityStore } from './affinity-store.js';
-import type { PoolRuntime } from './listener-context.js';
+
+/** A pool as the set sees it (the proxy's PoolRuntime is one): affinity is attached to it here. */
+export interface AffinityPoolSlot {
+  readonly config: PoolConfig;
+  affinity?: PoolAffinity;
+}
 
 export class AffinitySet {
   private readonly pools = new Map<string, PoolAffinity>();
@@ -18,7 +23,7 @@ export class AffinitySet {
    * Gives every `affinity: tls` pool of a new snapshot its affinity (new or carried over), then forgets
    * pools and closes stores the snapshot no longer names. Call before connections see the pools.
    */
-  apply(pools: ReadonlyMap<string, PoolRuntime>): void {
+  apply(pools: ReadonlyMap<string, AffinityPoolSlot>): void {
     const urls = new Set<string>();
     const names = new Set<string>();
     for (const pool of pools.values()) {

@@ -14,10 +14,16 @@ import {
   type AffinityFlight,
   type AffinityHello,
   type AffinityKey,
+  type AffinityPoolView,
 } from '../routing/affinity.js';
 import type { AffinityStore, StoreCounters } from './affinity-store.js';
 import { AffinityTable, type AffinityTableOptions } from './affinity-table.js';
-import type { PoolRuntime } from './listener-context.js';
+
+/** What affinity needs of a pool (the proxy's PoolRuntime is one): its servers and their state. */
+export interface AffinityPoolRef {
+  readonly config: PoolConfig;
+  readonly state: AffinityPoolView;
+}
 
 export interface AffinityCounters extends StoreCounters {
   /** Entries added or moved to another server. */
@@ -95,7 +101,7 @@ export class PoolAffinity {
    * Looks the hello's keys up (local table, then the store within its timeout) and calls `done` once,
    * synchronously when the store is not asked.
    */
-  choose(hello: AffinityHello, pool: PoolRuntime, done: (choice: AffinityChoice) => void): void {
+  choose(hello: AffinityHello, pool: AffinityPoolRef, done: (choice: AffinityChoice) => void): void {
     const keys = helloKeys(hello);
     if (keys.length === 0) {
       done({ hello });
@@ -135,7 +141,7 @@ export class PoolAffinity {
     keys: readonly AffinityKey[],
     values: readonly (string | null)[] | undefined,
     localStale: boolean,
-    pool: PoolRuntime,
+    pool: AffinityPoolRef,
     done: (choice: AffinityChoice) => void,
   ): void {
     let sawStale = localStale;
@@ -183,7 +189,7 @@ export class PoolAffinity {
   private resolve(
     keys: readonly AffinityKey[],
     values: readonly (string | null | undefined)[],
-    pool: PoolRuntime,
+    pool: AffinityPoolRef,
   ): { found?: Found; sawStale: boolean } {
     let sawStale = false;
     for (let i = 0; i < keys.length; i++) {

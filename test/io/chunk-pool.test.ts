@@ -1,5 +1,5 @@
 import test from 'ava';
-import { ChunkPool } from '../../src/proxy/chunk-pool.js';
+import { ChunkPool } from '../../src/io/chunk-pool.js';
 
 test('a returned buffer is handed out again; beyond maxFree returned buffers are dropped', (t) => {
   const pool = new ChunkPool(1024, 2);

@@ -4,10 +4,10 @@
 import test, { type ExecutionContext } from 'ava';
 import { randomBytes } from 'node:crypto';
 import net, { type Socket } from 'node:net';
-import { CLIENT, CHUNKS, SERVER, type Endpoint, type EndpointSink, type Side } from '../../src/proxy/endpoint.js';
-import { errnoError } from '../../src/proxy/handle-endpoint.js';
-import { connectEndpoint, resolveIoEngine, type IoEngine } from '../../src/proxy/io-engine.js';
-import { LIBUV } from '../../src/proxy/libuv.js';
+import { CLIENT, CHUNKS, SERVER, type Endpoint, type EndpointSink, type Side } from '../../src/io/endpoint.js';
+import { errnoError } from '../../src/io/handle-endpoint.js';
+import { connectEndpoint, resolveIoEngine, type IoEngine } from '../../src/io/io-engine.js';
+import { LIBUV } from '../../src/io/libuv.js';
 import { listenServer, sha256 } from '../helpers/proxy-harness.js';
 
 const ENGINES: IoEngine[] = ['libuv', 'streams'];
@@ -81,7 +81,7 @@ const engineTest = (title: string, fn: (t: ExecutionContext, engine: IoEngine) =
 };
 
 test('the libuv engine is available on this Node, so auto picks it', (t) => {
-  t.not(LIBUV, undefined, `Node ${process.version} lacks a piece src/proxy/libuv.ts checks for`);
+  t.not(LIBUV, undefined, `Node ${process.version} lacks a piece src/io/libuv.ts checks for`);
   t.is(resolveIoEngine('auto'), 'libuv');
   t.is(resolveIoEngine('streams'), 'streams');
 });

@@ -2,7 +2,7 @@
 // `affinity_table.size` (least recently used out first) and a TTL per entry (`affinity_table.ttl` for
 // ticket key names, `sid_ttl` for session IDs, chosen by the caller). Per process.
 //
-// It lives in proxy/ rather than routing/ because it reads a clock (lru-cache's TTL) and routing/ is
+// It lives in affinity/ rather than routing/ because it reads a clock (lru-cache's TTL) and routing/ is
 // kept free of clocks and third-party state; the decisions it stores come from routing/affinity.ts.
 import { LRUCache, type Perf } from 'lru-cache';
 import type { AffinityTableConfig } from '../config/types.js';

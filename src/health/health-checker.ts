@@ -8,10 +8,15 @@
 // until `rise` checks have passed, and a dead server is found within `fall` checks (HAProxy starts
 // servers up too, unless told otherwise).
 import type { Logger } from 'pino';
-import type { HealthCheckConfig, PassiveHealthConfig, ServerAddress } from '../config/types.js';
-import type { PoolState } from '../routing/pool-state.js';
+import type { HealthCheckConfig, PassiveHealthConfig, PoolConfig, ServerAddress } from '../config/types.js';
 import { runHealthCheck, type CheckOutcome } from './health-probe.js';
-import type { PoolRuntime } from './listener-context.js';
+import type { PoolState } from '../routing/pool-state.js';
+
+/** What health needs of a pool (the proxy's PoolRuntime is one): its config and its state. */
+export interface HealthPool {
+  readonly config: PoolConfig;
+  readonly state: PoolState;
+}
 
 export type HealthSource = 'active' | 'passive' | 'reload';
 
@@ -82,7 +87,7 @@ export class HealthChecker {
    * start up and get their first check at a random point of the first interval, so neither a start nor a
    * reload fires every check at the same moment.
    */
-  apply(pools: ReadonlyMap<string, PoolRuntime>): void {
+  apply(pools: ReadonlyMap<string, HealthPool>): void {
     if (this.stopped) return;
     const seen = new Set<string>();
     for (const p of pools.values()) {
@@ -128,7 +133,7 @@ export class HealthChecker {
   }
 
   /** A connection's connect attempt to this server failed (ctx.onServerFailure). */
-  onConnectFailure(pool: PoolRuntime, index: number, why: string): void {
+  onConnectFailure(pool: HealthPool, index: number, why: string): void {
     const r = this.find(pool, index);
     if (r?.passive === undefined || r.passiveDown) return;
     r.passiveFailures++;
@@ -146,7 +151,7 @@ export class HealthChecker {
   }
 
   /** A connection's connect attempt to this server succeeded (ctx.onServerSuccess). */
-  onConnectSuccess(pool: PoolRuntime, index: number): void {
+  onConnectSuccess(pool: HealthPool, index: number): void {
     const r = this.find(pool, index);
     if (r !== undefined) r.passiveFailures = 0;
   }
@@ -173,7 +178,7 @@ export class HealthChecker {
   }
 
   /** A connection's pool snapshot may predate a reload: look the server up by name, not by index. */
-  private find(pool: PoolRuntime, index: number): Tracked | undefined {
+  private find(pool: HealthPool, index: number): Tracked | undefined {
     const server = pool.config.servers[index];
     return server === undefined ? undefined : this.tracked.get(keyOf(pool.config.name, server.address.text));
   }
