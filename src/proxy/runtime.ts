@@ -80,10 +80,12 @@ export class ProxyRuntime {
     this.affinity.apply(this.pools);
     // Bounded by the store's connect timeout; a Redis that is down does not stop the proxy.
     await this.affinity.ready();
-    for (const l of this.config.listeners) await this.bind(l);
-    // Read once everything of the process's own is open (listeners, stores): what is left is for connections.
-    this.fdBase = { soft: softNofileLimit(), openAtStart: openDescriptors() };
+    // Read before the listeners open (each will hold one descriptor, counted here), so that no connection
+    // accepted meanwhile is mistaken for the process's own descriptors; the stores are connected by now.
+    const open = openDescriptors();
+    this.fdBase = { soft: softNofileLimit(), openAtStart: open === undefined ? undefined : open + this.config.listeners.length };
     this.ceiling = connectionCeiling(this.config.maxConnections, this.fdBase.soft, this.fdBase.openAtStart);
+    for (const l of this.config.listeners) await this.bind(l);
     if (this.ceiling !== undefined) this.logger.info({ maxConnections: this.ceiling.limit, why: this.ceiling.why }, 'connection ceiling');
     this.descriptorProbe = setInterval(() => this.probeDescriptors(), 1000);
     this.descriptorProbe.unref();
