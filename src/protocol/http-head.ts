@@ -28,6 +28,11 @@ export interface HttpFields {
   /** The Host field value as sent (with port), for logs. */
   readonly hostHeader?: string;
   readonly port?: number;
+  /**
+   * The first User-Agent field value (RFC 9110 §10.1.5), OWS trimmed, cut at HTTP_MAX_USER_AGENT_BYTES
+   * (latin1): for migration exemptions and the record of who still speaks plaintext, never routed on.
+   */
+  readonly userAgent?: string;
   readonly headerCount: number;
   /** Bytes up to and including the empty line (and the empty lines before the request line, if any). */
   readonly headBytes: number;
@@ -52,6 +57,20 @@ export const HTTP_MAX_METHOD_LENGTH = 32;
  * outgoing PROXY v2 AUTHORITY TLV (one request crashed the process) and made every regex route quadratic.
  */
 export const HTTP_MAX_HOST_BYTES = 255;
+/**
+ * The User-Agent kept: enough for every product token that matters (python-requests/2.31.0 CPython/3.11…)
+ * and a fixed bound whatever a client sends (field values may reach the whole 64 KiB head).
+ */
+export const HTTP_MAX_USER_AGENT_BYTES = 256;
+const USER_AGENT = Buffer.from('user-agent', 'latin1');
+
+/** The field name at [start, start + 10) is "User-Agent", case-insensitively (RFC 9110 §5.1). */
+function isUserAgentName(buf: Buffer, start: number): boolean {
+  // Field names are tchars: OR-ing 0x20 lower-cases A-Z and maps no other tchar onto a letter or "-".
+  for (let k = 0; k < 10; k++) if ((buf[start + k]! | 0x20) !== USER_AGENT[k]) return false;
+  return true;
+}
+
 /** The Host field value may add ":" and five port digits to the host. */
 const MAX_HOST_FIELD_BYTES = HTTP_MAX_HOST_BYTES + ':65535'.length;
 
@@ -131,6 +150,8 @@ class HttpHeadProbe implements Probe<HttpMatch> {
   private headerCount = 0;
   private hostStart = -1;
   private hostEnd = -1;
+  private userAgentStart = -1;
+  private userAgentEnd = -1;
 
   constructor(opts: HttpProbeOptions) {
     this.maxHead = opts.maxHeadBytes ?? HTTP_DEFAULT_MAX_HEAD_BYTES;
@@ -321,6 +342,15 @@ class HttpHeadProbe implements Probe<HttpMatch> {
   }
 
   private endFieldLine(buf: Buffer): Reject | undefined {
+    if (this.nameEnd - this.nameStart === 10) {
+      // Offsets only (no string until the head is complete). Two User-Agent fields are not an error for a
+      // router (nothing is routed on it); the first one is kept.
+      if (this.userAgentStart < 0 && isUserAgentName(buf, this.nameStart)) {
+        this.userAgentStart = this.valueStart < 0 ? this.nameEnd + 1 : this.valueStart;
+        this.userAgentEnd = this.valueStart < 0 ? this.userAgentStart : Math.min(this.valueEnd, this.userAgentStart + HTTP_MAX_USER_AGENT_BYTES);
+      }
+      return undefined;
+    }
     if (this.nameEnd - this.nameStart !== 4 || buf.toString('latin1', this.nameStart, this.nameEnd).toLowerCase() !== 'host') {
       return undefined;
     }
@@ -370,6 +400,7 @@ class HttpHeadProbe implements Probe<HttpMatch> {
       ...(routing?.host !== undefined ? { host: routing.host } : {}),
       ...(hostHeader !== undefined ? { hostHeader } : {}),
       ...(routing?.port !== undefined ? { port: routing.port } : {}),
+      ...(this.userAgentStart >= 0 ? { userAgent: buf.toString('latin1', this.userAgentStart, this.userAgentEnd) } : {}),
       headerCount: this.headerCount,
       headBytes,
     };
