@@ -23,6 +23,9 @@ const FORBIDDEN: Record<string, RegExp> = {
   io: /^\.\.\/(proxy|health|affinity|admin|cli|demo)\//,
   health: /^\.\.\/(proxy|io|affinity|admin|cli|demo)\//,
   affinity: /^\.\.\/(proxy|io|health|admin|cli|demo)\//,
+  // Migration phases, and later its record, stores and report: built on routing/protocol/config, used
+  // by proxy/ (and the CLI's report), never the reverse.
+  migration: /^\.\.\/(proxy|io|health|affinity|admin|cli|demo)\//,
 };
 
 for (const [layer, bad] of Object.entries(FORBIDDEN)) {
@@ -45,10 +48,17 @@ test('src/protocol is pure: no sockets, timers, logging or process access', (t) 
 });
 
 test('only src/cli calls process.exit', (t) => {
-  for (const layer of ['protocol', 'routing', 'config', 'proxy', 'io', 'health', 'affinity', 'demo']) {
+  for (const layer of ['protocol', 'routing', 'config', 'proxy', 'io', 'health', 'affinity', 'migration', 'demo']) {
     const dir = new URL(`${layer}/`, src);
     for (const f of readdirSync(dir).filter((x) => x.endsWith('.ts'))) {
       t.notRegex(readFileSync(new URL(f, dir), 'utf8'), /process\.exit\(/, `${layer}/${f}`);
     }
+  }
+});
+
+test('src/migration: the phase decision, the answers and the User-Agent patterns are pure (no sockets, timers or process access)', (t) => {
+  for (const f of ['phase.ts', 'response.ts', 'user-agent.ts']) {
+    const text = readFileSync(new URL(`migration/${f}`, src), 'utf8');
+    t.notRegex(text, /\bfrom 'node:(net|tls|dgram|fs|child_process)'|\b(setTimeout|setInterval|setImmediate)\b|\bprocess\./, f);
   }
 });

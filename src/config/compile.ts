@@ -5,10 +5,11 @@
 // (the schema check reports that) — so one run reports every problem in the file.
 import { ipToBytes, parseCidr } from '../routing/cidr.js';
 import { compileNamePattern } from '../routing/name-pattern.js';
-import { isIP } from 'node:net';
+import { compileUserAgentPattern } from '../migration/user-agent.js';
+import { isIP, isIPv6 } from 'node:net';
 import { isHostName, parseBind, parseServerAddress } from './address.js';
 import type { KeyPath, PathIssue } from './issues.js';
-import { BALANCE_KINDS, HASH_KEYS, HEALTH_TYPES, IO_ENGINES, LOG_LEVELS, MATCH_PROTOCOLS } from './schema.js';
+import { BALANCE_KINDS, HASH_KEYS, HEALTH_TYPES, IO_ENGINES, LOG_LEVELS, MATCH_PROTOCOLS, MIGRATION_PHASES, REDIRECT_STATUSES } from './schema.js';
 import { formatDuration, formatSize, parseDuration, parseSize } from './units.js';
 import type {
   AffinityStoreConfig,
@@ -20,6 +21,9 @@ import type {
   ListenerConfig,
   ListenerTimeouts,
   MatchProtocol,
+  MigrationConfig,
+  MigrationNameRule,
+  MigrationPhase,
   NamePattern,
   PassiveHealthConfig,
   PoolConfig,
@@ -27,6 +31,7 @@ import type {
   RouteMatch,
   ServerConfig,
   TwinportConfig,
+  UserAgentPattern,
 } from './types.js';
 
 export const DEFAULT_TIMEOUTS: ListenerTimeouts = Object.freeze({ peek: 5000, connect: 3000, idle: 3_600_000, silent: 3000 });
@@ -219,7 +224,64 @@ function compileListener(raw: unknown, path: KeyPath, pools: ReadonlySet<string>
     listener.proxyProtocol = { trusted: cidrs(raw['proxy_protocol']['trusted'], [...path, 'proxy_protocol', 'trusted'], issues) };
   }
   if (Number.isInteger(raw['max_connections'])) listener.maxConnections = raw['max_connections'] as number;
+  if (isObj(raw['migration'])) listener.migration = compileMigration(raw['migration'], [...path, 'migration'], issues);
   return listener;
+}
+
+export const DEFAULT_REDIRECT_STATUS = 308;
+export const DEFAULT_REJECT_STATUS = 426;
+
+/** `canonical_host` as the host of a URI authority (RFC 3986 §3.2.2): a DNS name, an IPv4 address, or [IPv6]. */
+function canonicalHost(text: string): string | undefined {
+  const inner = text.startsWith('[') && text.endsWith(']') ? text.slice(1, -1) : text;
+  if (isIPv6(inner) && !inner.includes('%')) return `[${inner}]`;
+  if (isIP(text) === 4 || isHostName(text)) return text.replace(/\.$/, '');
+  return undefined;
+}
+
+function compileMigration(raw: Obj, path: KeyPath, issues: Issues): MigrationConfig {
+  const phase: MigrationPhase = oneOf(MIGRATION_PHASES, raw['phase'], 'observe');
+  const redirectStatus = (REDIRECT_STATUSES as readonly unknown[]).includes(raw['redirect_status'])
+    ? (raw['redirect_status'] as MigrationConfig['redirectStatus'])
+    : DEFAULT_REDIRECT_STATUS;
+  const m: { -readonly [K in keyof MigrationConfig]: MigrationConfig[K] } = {
+    phase,
+    redirectStatus,
+    rejectStatus: Number.isInteger(raw['reject_status']) ? (raw['reject_status'] as number) : DEFAULT_REJECT_STATUS,
+    exempt: { sources: [], userAgents: [] },
+    names: [],
+  };
+  if (Number.isInteger(raw['https_port'])) m.httpsPort = raw['https_port'] as number;
+  if (typeof raw['canonical_host'] === 'string' && raw['canonical_host'] !== '') {
+    const host = canonicalHost(raw['canonical_host']);
+    if (host === undefined) {
+      issues.add([...path, 'canonical_host'], `"${raw['canonical_host']}" is not a host name or IP address (it goes into the redirect's Location)`);
+    } else m.canonicalHost = host;
+  }
+  if (isObj(raw['exempt'])) {
+    const e = raw['exempt'];
+    const ep = [...path, 'exempt'];
+    const userAgents: UserAgentPattern[] = [];
+    if (Array.isArray(e['user_agents'])) {
+      e['user_agents'].forEach((text, i) => {
+        if (typeof text !== 'string') return;
+        const p = compileUserAgentPattern(text);
+        if (typeof p === 'string') issues.add([...ep, 'user_agents', i], p);
+        else userAgents.push(p);
+      });
+    }
+    m.exempt = { sources: cidrs(e['sources'], [...ep, 'sources'], issues), userAgents };
+  }
+  if (Array.isArray(raw['names'])) {
+    const names: MigrationNameRule[] = [];
+    raw['names'].forEach((rule, i) => {
+      if (!isObj(rule) || !has(rule, 'match')) return;
+      const ruleMatch = namePatterns(rule['match'], [...path, 'names', i, 'match'], issues);
+      names.push({ match: ruleMatch, phase: oneOf(MIGRATION_PHASES, rule['phase'], phase) });
+    });
+    m.names = names;
+  }
+  return m;
 }
 
 /** Checks that need the whole route list: unreachable routes, duplicate names, the silent timer. */

@@ -15,6 +15,8 @@ export const BALANCE_KINDS = ['round-robin', 'least-conn', 'random', 'first', 'h
 export const HASH_KEYS = ['source-ip', 'sni', 'host', 'sni+source-ip'] as const;
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export const IO_ENGINES = ['auto', 'libuv', 'streams'] as const;
+export const MIGRATION_PHASES = ['observe', 'redirect', 'reject'] as const;
+export const REDIRECT_STATUSES = [301, 302, 307, 308] as const;
 
 // The patterns are a courtesy to editors; compile.ts is stricter and words the error.
 const Duration = (description: string) =>
@@ -75,6 +77,49 @@ const Timeouts = Type.Object(
   { additionalProperties: false },
 );
 
+const MigrationPhase = (description: string) => StringEnum(MIGRATION_PHASES, { description });
+
+const Migration = Type.Object(
+  {
+    phase: Type.Optional(
+      MigrationPhase('observe: splice plaintext as routed; redirect: answer HTTP/1 with a redirect to https; reject: answer with an error. Default observe.'),
+    ),
+    https_port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535, description: 'Port in the redirect Location (omitted when 443). Default: the port the client connected to.' })),
+    redirect_status: Type.Optional(
+      Type.Unsafe<(typeof REDIRECT_STATUSES)[number]>({ type: 'integer', enum: [...REDIRECT_STATUSES], description: '301 | 302 | 307 | 308. Default 308 (keeps method and body).' }),
+    ),
+    reject_status: Type.Optional(Type.Integer({ minimum: 400, maximum: 599, description: 'Status of the reject answer. Default 426 (Upgrade Required).' })),
+    canonical_host: Type.Optional(Type.String({ minLength: 1, description: 'Host for the redirect of a request without Host (HTTP/1.0). Default: none, such requests are rejected.' })),
+    exempt: Type.Optional(
+      Type.Object(
+        {
+          sources: Type.Optional(CidrList('Client CIDRs (after a trusted PROXY header) still spliced in redirect and reject.')),
+          user_agents: Type.Optional(
+            Type.Array(Type.String({ minLength: 1 }), {
+              minItems: 1,
+              description: 'User-Agent values still spliced in redirect and reject: the whole value exactly, or "~regex" (RE2, case-insensitive).',
+            }),
+          ),
+        },
+        { additionalProperties: false, description: 'Known stragglers: spliced whatever the phase, logged as exempt.' },
+      ),
+    ),
+    names: Type.Optional(
+      Type.Array(
+        Type.Object(
+          {
+            match: NamePatterns('The request Host without port'),
+            phase: MigrationPhase('The phase for requests to these names.'),
+          },
+          { additionalProperties: false },
+        ),
+        { minItems: 1, description: 'Per-Host phase overrides; the first match wins.' },
+      ),
+    ),
+  },
+  { additionalProperties: false, description: 'Moving this port from plaintext HTTP to HTTPS (docs/migration.md). TLS is never touched.' },
+);
+
 const Listener = Type.Object(
   {
     name: Type.Optional(Type.String({ minLength: 1, description: 'Unique; used in logs and metrics. Default: the bind text.' })),
@@ -89,6 +134,7 @@ const Listener = Type.Object(
     max_client_hello: Type.Optional(Size('Cap on bytes buffered while peeking: 512 bytes to 1MiB. Default 64KiB.')),
     max_connections: Type.Optional(Type.Integer({ minimum: 1, description: 'Open connections allowed at once. Default: unlimited.' })),
     routes: Type.Array(Route, { minItems: 1, description: 'First match wins; no match closes with reason no-route.' }),
+    migration: Type.Optional(Migration),
   },
   { additionalProperties: false },
 );

@@ -118,6 +118,31 @@ export interface ListenerTimeouts {
   readonly silent: number; // default 3s; only acted on when a `protocol: silent` route exists
 }
 
+/** What a listener does with plaintext during an HTTP → HTTPS migration (docs/migration.md). */
+export type MigrationPhase = 'observe' | 'redirect' | 'reject';
+
+/** A User-Agent exemption: the whole value exactly (case-sensitive), or a `~regex` (RE2, operator-regex.ts). */
+export type UserAgentPattern = { readonly kind: 'exact'; readonly value: string } | { readonly kind: 'regex'; readonly source: string; readonly regex: OperatorRegex };
+
+export interface MigrationNameRule {
+  readonly match: readonly NamePattern[];
+  readonly phase: MigrationPhase;
+}
+
+/** `listeners[].migration`. */
+export interface MigrationConfig {
+  readonly phase: MigrationPhase; // default observe
+  /** Port in the redirect's Location; absent = the port the client connected to (a trusted PROXY header's destination). */
+  readonly httpsPort?: number;
+  readonly redirectStatus: 301 | 302 | 307 | 308; // default 308
+  readonly rejectStatus: number; // default 426
+  /** Host for requests without one (HTTP/1.0 without Host), as a URI authority host (IPv6 in brackets). */
+  readonly canonicalHost?: string;
+  readonly exempt: { readonly sources: readonly Cidr[]; readonly userAgents: readonly UserAgentPattern[] };
+  /** Per-Host phase overrides, first match wins. */
+  readonly names: readonly MigrationNameRule[];
+}
+
 export interface ListenerConfig {
   readonly name: string; // default: the bind text
   readonly bind: { readonly text: string; readonly host: string; readonly port: number };
@@ -126,6 +151,8 @@ export interface ListenerConfig {
   readonly maxClientHello: number; // default 64 KiB
   readonly maxConnections?: number; // absent = unlimited
   readonly routes: readonly RouteConfig[];
+  /** Absent: no migration block, plaintext is spliced as routed (the `observe` behaviour, without a phase in the close line). */
+  readonly migration?: MigrationConfig;
 }
 
 export interface TwinportConfig {

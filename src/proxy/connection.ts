@@ -2,7 +2,13 @@
 //   accept ─► peek ─► route ─► connect ─► splice ─► close
 // Every exit goes through `finish(reason)`, which runs once: both sockets closed, one close log line,
 // one outcome counter. Nothing here parses bytes (protocol/) or decides where to go (routing/).
-import type { ListenerConfig, RouteConfig } from '../config/types.js';
+// On a listener with a `migration` block, plaintext may instead be answered by twinport itself, decided
+// after the peek and before any backend is chosen (migration/phase.ts):
+//   accept ─► peek ─► answer (write, FIN, read and discard) ─► close
+import type { ListenerConfig, MigrationPhase, RouteConfig } from '../config/types.js';
+import { decideMigration } from '../migration/phase.js';
+import { h2cGoaway, redirectResponse, rejectResponse } from '../migration/response.js';
+import type { HttpFields } from '../protocol/http-head.js';
 import { Detector, type Detection } from '../protocol/detector.js';
 import type { ProxyHeader } from '../protocol/proxy-header.js';
 import type { TlsFields } from '../protocol/tls-client-hello.js';
@@ -18,7 +24,16 @@ import { buildServerProxyHeader } from './proxy-header-out.js';
 import type { CloseReason } from './reasons.js';
 import type { ListenerContext, PoolRuntime } from './listener-context.js';
 
-type Phase = 'peek' | 'connect' | 'splice' | 'closed';
+type Phase = 'peek' | 'connect' | 'splice' | 'answer' | 'closed';
+
+/**
+ * After twinport answered a client itself it sends FIN and keeps reading (and discarding) until the
+ * client's FIN: closing with the rest of a request unread in the receive buffer would send a RST (RFC 9112
+ * §9.6, "Tear-down"), which can make the client drop our response before reading it. Bounded: 2 s with
+ * no byte from the client, 10 s in all (nginx's lingering_timeout / lingering_time are 5 s / 30 s).
+ */
+const LINGER_IDLE_MS = 2000;
+const LINGER_MAX_MS = 10_000;
 type PeekTrigger = 'eof' | 'deadline' | 'cap';
 
 const PEEK_REASON: Record<PeekTrigger, CloseReason> = {
@@ -38,6 +53,8 @@ export function formatAddress(ip: string | undefined, port: number | undefined):
   const shown = host.includes(':') ? `[${host}]` : host;
   return port === undefined ? shown : `${shown}:${port}`;
 }
+
+const OTHER_FACTS: PeekFacts = Object.freeze({ protocol: 'other' });
 
 /** Reads this big or bigger are copied into a reusable buffer; smaller ones into Node's 8 KiB pool. */
 const POOLED_MIN = 4096;
@@ -102,6 +119,12 @@ export class Connection implements EndpointSink {
   private flightWatch: ((chunk: Buffer) => boolean) | undefined;
   private closeReason: CloseReason | undefined;
   private closeDetail: string | undefined;
+  /** The migration phase that applied to this connection's plaintext (close line `phase`). */
+  private migrationPhase: MigrationPhase | undefined;
+  /** Spliced although the phase would have answered: which exemption held (close line `exempt`). */
+  private exempt: 'source' | 'user-agent' | undefined;
+  /** When the answer was written (the linger's bound). */
+  private answeredAt = 0;
 
   constructor(
     private readonly client: Endpoint,
@@ -251,11 +274,14 @@ export class Connection implements EndpointSink {
     switch (d.kind) {
       case 'need-more':
         return;
-      case 'match':
+      case 'match': {
         if (!this.acceptProxyHeader(d.proxy)) return;
         if (d.protocol === 'tls') this.tlsHello = d.fields;
-        this.dispatch(factsFromMatch(d), () => this.finish('no-route'));
+        const facts = factsFromMatch(d);
+        if (this.listener.migration !== undefined && this.migrate(facts, d.protocol === 'http' ? d.fields : undefined)) return;
+        this.dispatch(facts, () => this.finish('no-route'));
         return;
+      }
       case 'reject':
         // A broken or refused PROXY header is its own answer (from a trusted source too: not proxy.missing).
         if (d.proxy === undefined && !d.incomplete && d.reason.startsWith('proxy.')) {
@@ -277,7 +303,8 @@ export class Connection implements EndpointSink {
           // Bytes no probe recognised go to a `protocol: other` route if there is one (sslh's anyprot);
           // without one they are rejected with the detector's reason, not reported as a routing gap.
           this.detail = d.reason;
-          this.dispatch({ protocol: 'other' }, () => this.finish('rejected', d.reason));
+          if (this.listener.migration !== undefined && this.migrate(OTHER_FACTS, undefined)) return;
+          this.dispatch(OTHER_FACTS, () => this.finish('rejected', d.reason));
         }
         return;
       default: {
@@ -316,6 +343,80 @@ export class Connection implements EndpointSink {
   private onSilent(): void {
     this.dispatch({ protocol: 'silent' }, () => this.finish('no-route'));
   }
+
+  // ── migration ───────────────────────────────────────────────────────────────────────────────────
+
+  /**
+   * Applies the listener's migration phase (docs/migration.md). True when twinport answers the client
+   * itself: nothing of this connection ever reaches a backend. False: routed and spliced as usual.
+   */
+  private migrate(facts: PeekFacts, http: HttpFields | undefined): boolean {
+    const m = this.listener.migration!;
+    const d = decideMigration(m, {
+      protocol: facts.protocol,
+      ...(http !== undefined && { http }),
+      clientIp: () => this.clientIp,
+      localPort: () => this.localEnd().localPort,
+    });
+    if (d.phase !== undefined) this.migrationPhase = d.phase;
+    switch (d.kind) {
+      case 'splice':
+        if (d.exempt !== undefined) this.exempt = d.exempt;
+        return false;
+      case 'redirect':
+        this.facts = facts;
+        this.answer('redirected', undefined, redirectResponse(m.redirectStatus, d.location, http!.method, new Date()));
+        return true;
+      case 'reject': {
+        this.facts = facts;
+        const bytes =
+          d.why === 'not-http' ? undefined : d.why === 'h2c' ? h2cGoaway() : rejectResponse(m.rejectStatus, d.url, http!.method, new Date());
+        this.answer('migration-reject', d.why, bytes);
+        return true;
+      }
+    }
+  }
+
+  /**
+   * Writes twinport's own answer, half-closes, and reads and discards until the client closes (LINGER_*):
+   * the outcome is decided here and the close line keeps it whatever the client does next. Without an
+   * answer (non-HTTP plaintext) the connection is closed at once.
+   */
+  private answer(reason: CloseReason, detail: string | undefined, bytes: Buffer | undefined): void {
+    this.stopPeeking();
+    this.peek.release();
+    this.tlsHello = undefined;
+    this.phase = 'answer';
+    this.reason = reason;
+    this.detail = detail;
+    if (bytes === undefined) {
+      this.finish(reason, detail);
+      return;
+    }
+    this.client.write(bytes);
+    this.client.end();
+    this.client.resume();
+    this.answeredAt = performance.now();
+    this.lastActivity = this.client.bytesRead;
+    this.timer = setTimeout(this.onLingerTimer, LINGER_IDLE_MS);
+  }
+
+  private readonly onLingerTimer = (): void => {
+    this.timer = undefined;
+    if (this.phase !== 'answer') return;
+    try {
+      const read = this.client.bytesRead;
+      const elapsed = performance.now() - this.answeredAt;
+      if (read === this.lastActivity || elapsed >= LINGER_MAX_MS) {
+        this.finish(this.reason!, this.detail);
+        return;
+      }
+      this.lastActivity = read;
+      this.timer = setTimeout(this.onLingerTimer, Math.min(LINGER_IDLE_MS, LINGER_MAX_MS - elapsed));
+    } catch (e) {
+      this.fault(e);
+    }
+  };
 
   // ── route ───────────────────────────────────────────────────────────────────────────────────────
 
@@ -489,6 +590,8 @@ export class Connection implements EndpointSink {
   private read(side: Side, n: number, buf: Buffer, owned: boolean): boolean {
     const phase = this.phase;
     if (phase === 'closed') return false;
+    // Answered by twinport: the rest of the request is read only so that closing sends no RST.
+    if (phase === 'answer') return true;
     const own = owned ? (n === buf.length ? buf : buf.subarray(0, n)) : undefined;
     if (side === CLIENT && phase !== 'splice') {
       // The peek keeps these bytes until the splice: a copy of their own, never a recycled buffer.
@@ -533,6 +636,9 @@ export class Connection implements EndpointSink {
         if (side === CLIENT) this.upstream!.end();
         else this.client.end();
         return;
+      case 'answer':
+        // Our FIN went with the answer: with the client's, the socket closes (onClose ends it).
+        return;
       default:
         // Connecting: the EOF is remembered by the endpoint (readEnded) and passed on at the splice.
         return;
@@ -558,6 +664,12 @@ export class Connection implements EndpointSink {
   }
 
   private errored(side: Side, err: NodeJS.ErrnoException): void {
+    if (this.phase === 'answer') {
+      // The answer's outcome stands: a client that resets after reading it (or without reading it) changes
+      // what it saw, not what twinport did.
+      this.finish(this.reason!, this.detail);
+      return;
+    }
     if (side === CLIENT) {
       this.reason ??= 'client-reset';
       this.detail ??= err.code ?? err.message;
@@ -586,6 +698,10 @@ export class Connection implements EndpointSink {
       return;
     }
     this.clientClosed = true;
+    if (this.phase === 'answer') {
+      this.finish(this.reason!, this.detail);
+      return;
+    }
     if (this.phase === 'peek' || this.phase === 'connect') {
       // Gone before we spliced: a reset if it errored, otherwise the peek ended without a verdict.
       this.finish(this.reason ?? (this.phase === 'peek' ? 'peek-eof' : 'client-reset'), this.detail);
@@ -686,6 +802,8 @@ export class Connection implements EndpointSink {
       }
       if (f.hostHeader !== undefined) out['host'] = f.hostHeader;
     }
+    if (this.migrationPhase !== undefined) out['phase'] = this.migrationPhase;
+    if (this.exempt !== undefined) out['exempt'] = this.exempt;
     if (this.route !== undefined) out['route'] = this.route.name ?? this.route.index;
     if (this.pool !== undefined) out['pool'] = this.pool.config.name;
     if (this.serverText !== undefined) out['server'] = this.serverText;

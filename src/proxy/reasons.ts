@@ -15,6 +15,8 @@ export const CLOSE_REASONS = [
   'connect-timeout', // every server attempt failed and the last one timed out
   'limit', // a connection limit (max_connections)
   'shutdown', // closed by a shutdown (SIGTERM/SIGINT) after shutdown_timeout
+  'redirected', // migration phase redirect: twinport answered a plaintext HTTP/1 request with a redirect to https
+  'migration-reject', // migration phase redirect/reject: twinport answered plaintext with an error, or closed it
   'internal-error', // our own code threw while handling this connection (a bug): this connection only
 ] as const;
 

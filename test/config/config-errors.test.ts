@@ -22,7 +22,7 @@ test('an unknown top-level key points at the key and suggests the close one', (t
 
 test('an unknown listener key lists the allowed keys when none is close', (t) => {
   expectLines(t, 'unknown-key-listener.yaml', [
-    '4:5 listeners[0].peek_timeout: unknown key "peek_timeout" (allowed: name, bind, timeouts, proxy_protocol, max_client_hello, max_connections, routes)',
+    '4:5 listeners[0].peek_timeout: unknown key "peek_timeout" (allowed: name, bind, timeouts, proxy_protocol, max_client_hello, max_connections, routes, migration)',
   ]);
 });
 
@@ -220,4 +220,19 @@ test('the ConfigError message carries every formatted issue', (t) => {
   const lines = error?.message.split('\n') ?? [];
   t.is(lines[0], 'the configuration has errors: 2 errors');
   t.true(lines[1]!.startsWith(`${file}:5:17 listeners[0].proxy_protocol.trusted[0]: `));
+});
+
+test('migration: phases, statuses, canonical_host, exemptions and name rules are each checked at their key', (t) => {
+  const unsupported = 'is not supported: regexes run on RE2 (linear time), which has no backreferences, lookaround or possessive quantifiers';
+  expectLines(t, 'bad-migration.yaml', [
+    '4:14 listeners[0].migration.phase: must be one of observe, redirect, reject',
+    '5:24 listeners[0].migration.redirect_status: must be one of 301, 302, 307, 308',
+    '6:22 listeners[0].migration.reject_status: must be a whole number from 400 to 599',
+    '7:23 listeners[0].migration.canonical_host: "bad host" is not a host name or IP address (it goes into the redirect\'s Location)',
+    '9:19 listeners[0].migration.exempt.sources[0]: "10.0.0.0/33" has an invalid prefix length (0-32)',
+    '10:23 listeners[0].migration.exempt.user_agents[0]: "*curl*": User-Agent patterns are the whole value or "~regex" (RE2), not globs: write "~curl"',
+    `10:33 listeners[0].migration.exempt.user_agents[1]: invalid regex: backreference "\\1" ${unsupported}`,
+    '12:20 listeners[0].migration.names[0].match: "*.*.internal": a wildcard is "*." followed by a name without "*"',
+    '13:42 listeners[0].migration.names[1].phase: must be one of observe, redirect, reject',
+  ]);
 });

@@ -90,6 +90,13 @@ test('a minimal config: the listener is named after its bind, port 0 is allowed'
   t.is(c.pools['https']?.retries, 0);
 });
 
+test('a listener without migration has none; migration: {} is observe with the defaults', (t) => {
+  const base = 'pools: { p: { servers: ["127.0.0.1:1"] } }\nlisteners:\n  - bind: "127.0.0.1:0"\n    routes: [{ match: {}, to: p }]\n';
+  t.is(parseConfigText(base, 'a.yaml').listeners[0]!.migration, undefined);
+  const m = parseConfigText(`${base}    migration: {}\n`, 'b.yaml').listeners[0]!.migration;
+  t.deepEqual(m, { phase: 'observe', redirectStatus: 308, rejectStatus: 426, exempt: { sources: [], userAgents: [] }, names: [] });
+});
+
 test('every key with a non-default value is compiled', (t) => {
   const c = loadConfigFile(fixture('good/full.yaml'));
   const l = c.listeners[0]!;
@@ -100,6 +107,16 @@ test('every key with a non-default value is compiled', (t) => {
   t.deepEqual(l.proxyProtocol?.trusted.map((x) => x.family), [4, 6]);
   t.is(c.shutdownTimeout, 3_600_000);
   t.deepEqual(c.log, { level: 'debug', rawBytes: true });
+  const m = l.migration!;
+  t.like(m, { phase: 'redirect', httpsPort: 8443, redirectStatus: 307, rejectStatus: 403, canonicalHost: '[2001:db8::1]' });
+  t.true(cidrContains(m.exempt.sources[0]!, '10.0.0.5'));
+  t.deepEqual(
+    m.exempt.userAgents.map((p) => (p.kind === 'exact' ? p.value : `~${p.source}`)),
+    ['~^legacy-agent/', 'Go-http-client/1.1'],
+  );
+  t.deepEqual(m.names.map((r) => r.phase), ['reject', 'observe']);
+  t.deepEqual(m.names[0]!.match, [{ kind: 'exact', name: 'keystone.internal' }]);
+  t.is(m.names[1]!.match.length, 2);
 
   const [ssh, noSni, names, host, all] = l.routes;
   t.is(ssh?.name, 'ssh');
