@@ -150,13 +150,18 @@ r = requests.post(sys.argv[1], data=b'name=keystone', verify=False, timeout=20)
 print(r.history[0].status_code, r.status_code, r.text, end='')
 `;
 
-const hasRequests = hasTool('python3') && spawnSync('python3', ['-c', 'import requests']).status === 0;
+/**
+ * The first python3 that has requests: the one on PATH (a pyenv or venv one may carry it), else Debian's,
+ * where `apt-get install python3-requests` (what .ci/run does) puts it.
+ */
+const PYTHON = hasTool('python3') ? ['python3', '/usr/bin/python3'].find((py) => spawnSync(py, ['-c', 'import requests']).status === 0) : undefined;
+const hasRequests = PYTHON !== undefined;
 
 if (hasRequests || process.env['CI'] === 'true') {
   testWithTools({ python3: 'python3' }, 'redirect: python requests follows the 308 to the TLS backend, POST body intact', async (t) => {
     t.true(hasRequests, 'python3 -c "import requests" fails: pip install requests (or apt-get install -y python3-requests)');
     const { proxy, b, port } = await redirectWorld(t);
-    const r = await run('python3', ['-c', PY_REQUESTS, `http://127.0.0.1:${port}/v3/auth/tokens`]);
+    const r = await run(PYTHON!, ['-c', PY_REQUESTS, `http://127.0.0.1:${port}/v3/auth/tokens`]);
     t.is(r.code, 0, r.stderr);
     t.is(r.stdout, '308 200 tls POST /v3/auth/tokens name=keystone');
     await assertFollowed(t, proxy, b);
