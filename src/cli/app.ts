@@ -7,6 +7,7 @@ import { checkConfigFile, ConfigError, formatIssue, loadConfigFile, buildDemoCon
 import type { TwinportConfig } from '../config/types.js';
 import { TwinportError } from '../errors.js';
 import { ProxyRuntime } from '../proxy/runtime.js';
+import { describeListenFds, INHERITED_ENV, takeListenFds, takeListenFdsFor, type InheritedSocket } from '../proxy/listen-fds.js';
 import { runPrimary, type SchedulingPolicy } from './cluster.js';
 import { setHangupHandler } from './early-signals.js';
 import { runInspect } from './inspect.js';
@@ -82,6 +83,23 @@ function wireSignals(
   });
 }
 
+/**
+ * The listening sockets this process inherited (systemd socket activation, or the twinport that spawned
+ * it for an upgrade), or undefined. A cluster worker reads the primary's list: the descriptors are the
+ * primary's, and net in a worker sends `listen({ fd })` to the primary, which opens its own.
+ */
+function inheritedSockets(): InheritedSocket[] | undefined {
+  if (cluster.isWorker) {
+    const text = process.env[INHERITED_ENV];
+    return text === undefined ? undefined : (JSON.parse(text) as InheritedSocket[]);
+  }
+  const fds = takeListenFds(process.env, process.pid);
+  if (fds === undefined) return undefined;
+  const inherited = describeListenFds(fds);
+  process.env[INHERITED_ENV] = JSON.stringify(inherited);
+  return inherited;
+}
+
 async function runProxy(opts: RunOptions): Promise<void> {
   // The config is read first: its `log.level` is the level unless --log-level was given.
   let fileConfig: TwinportConfig | undefined;
@@ -93,8 +111,17 @@ async function runProxy(opts: RunOptions): Promise<void> {
     }
   }
   const logger = await createLogger(opts.logLevel ?? fileConfig?.log.level ?? 'info', opts.logFormat);
+  const inherited = inheritedSockets();
   if (opts.workers !== undefined && opts.workers > 1 && cluster.isPrimary) {
     if (opts.config === undefined) fail('--workers needs --config (the demo runs in one process)');
+    // Checked once here, before forking, rather than as one identical error per worker.
+    if (fileConfig !== undefined) {
+      try {
+        takeListenFdsFor(fileConfig.listeners, inherited, true);
+      } catch (e) {
+        fail(describeError(e));
+      }
+    }
     runPrimary({ workers: opts.workers, scheduling: opts.scheduling, logger });
     return;
   }
@@ -113,7 +140,7 @@ async function runProxy(opts: RunOptions): Promise<void> {
       fail(describeError(e));
     }
   }
-  const runtime = new ProxyRuntime(config, logger);
+  const runtime = new ProxyRuntime(config, logger, inherited === undefined ? {} : { inherited });
   try {
     await runtime.start();
   } catch (e) {

@@ -17,6 +17,7 @@ import { acceptEndpoints, resolveIoEngine, type IoEngine } from '../io/io-engine
 import type { ListenerContext, PoolRuntime } from './listener-context.js';
 import { connectionCeiling, openDescriptors, softNofileLimit, type ConnectionCeiling } from './fd-limit.js';
 import { CLOSE_REASONS, type CloseReason } from './reasons.js';
+import { takeListenFdsFor, type InheritedSocket } from './listen-fds.js';
 
 /** See logFault. */
 const FAULTS_PER_SECOND = 10;
@@ -26,6 +27,24 @@ interface ListenerHandle {
   readonly server: Server;
   ctx: ListenerContext;
   active: number;
+  /** The inherited socket it serves, when it did not bind its own. */
+  readonly inherited?: InheritedSocket;
+}
+
+export interface RuntimeOptions {
+  /**
+   * Listening sockets passed by systemd or by the twinport being upgraded (listen-fds.ts); undefined when
+   * none were. When given, every listener takes one and every one is taken, or start() throws.
+   */
+  readonly inherited?: readonly InheritedSocket[];
+}
+
+/** A listening socket as another process can inherit it (binary upgrade). */
+export interface ListeningSocket {
+  readonly listener: string;
+  readonly fd: number;
+  /** The name to pass in LISTEN_FDNAMES: the inherited socket's own, else the listener's. */
+  readonly name: string;
 }
 
 export interface RuntimeStats {
@@ -59,9 +78,11 @@ export class ProxyRuntime {
   private readonly affinity: AffinitySet;
   /** Fixed for the process's life: a reload that changes io_engine is reported and not applied. */
   readonly engine: IoEngine;
+  private readonly inherited: readonly InheritedSocket[] | undefined;
 
-  constructor(config: TwinportConfig, logger: Logger) {
+  constructor(config: TwinportConfig, logger: Logger, options: RuntimeOptions = {}) {
     this.config = config;
+    this.inherited = options.inherited;
     this.engine = resolveIoEngine(config.ioEngine);
     this.logger = logger;
     this.health = new HealthChecker(logger);
@@ -72,6 +93,34 @@ export class ProxyRuntime {
 
   get activeConnections(): number {
     return this.connections.size;
+  }
+
+  /** Open connections per listener name (STATUS= for systemd, logs). */
+  connectionsByListener(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const h of this.handles.values()) out[h.ctx.listener.name] = h.active;
+    return out;
+  }
+
+  /**
+   * The listening descriptors, for a process that takes them over (binary upgrade). Undefined in a
+   * cluster worker, whose listening handle lives in the primary.
+   */
+  listeningSockets(): ListeningSocket[] | undefined {
+    const out: ListeningSocket[] = [];
+    for (const h of this.handles.values()) {
+      const fd = (h.server as unknown as { _handle: { fd?: number } | null })._handle?.fd;
+      if (typeof fd !== 'number' || fd < 0) return undefined;
+      const name = h.inherited?.name ?? h.ctx.listener.name;
+      out.push({ listener: h.ctx.listener.name, fd, name });
+    }
+    return out;
+  }
+
+  /** Stop accepting on every listener (the sockets stay open in whoever else holds them). */
+  stopAccepting(): void {
+    this.stopping = true;
+    for (const h of this.handles.values()) h.server.close();
   }
 
   async start(): Promise<void> {
@@ -85,7 +134,8 @@ export class ProxyRuntime {
     const open = openDescriptors();
     this.fdBase = { soft: softNofileLimit(), openAtStart: open === undefined ? undefined : open + this.config.listeners.length };
     this.ceiling = connectionCeiling(this.config.maxConnections, this.fdBase.soft, this.fdBase.openAtStart);
-    for (const l of this.config.listeners) await this.bind(l);
+    const taken = this.takeInherited(this.config.listeners, true);
+    for (const l of this.config.listeners) await this.bind(l, taken.get(l.bind.text));
     if (this.ceiling !== undefined) this.logger.info({ maxConnections: this.ceiling.limit, why: this.ceiling.why }, 'connection ceiling');
     this.descriptorProbe = setInterval(() => this.probeDescriptors(), 1000);
     this.descriptorProbe.unref();
@@ -125,7 +175,15 @@ export class ProxyRuntime {
     this.config = config;
     this.pools = pools;
     this.ceiling = connectionCeiling(config.maxConnections, this.fdBase.soft, this.fdBase.openAtStart);
-    for (const l of config.listeners) if (!this.handles.has(l.bind.text)) await this.bind(l);
+    const added = config.listeners.filter((l) => !this.handles.has(l.bind.text));
+    const taken = this.takeInherited(added, false);
+    for (const l of added) await this.bind(l, taken.get(l.bind.text));
+  }
+
+  /** Which listeners serve an inherited socket (listen-fds.ts); strict at start, see matchListenFds. */
+  private takeInherited(listeners: readonly ListenerConfig[], strict: boolean): Map<string, InheritedSocket> {
+    const inUse = new Set([...this.handles.values()].map((h) => h.inherited?.fd));
+    return takeListenFdsFor(listeners, this.inherited?.filter((s) => !inUse.has(s.fd)), strict);
   }
 
   /**
@@ -188,9 +246,9 @@ export class ProxyRuntime {
     };
   }
 
-  private async bind(l: ListenerConfig): Promise<void> {
+  private async bind(l: ListenerConfig, inherited: InheritedSocket | undefined): Promise<void> {
     const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false, noDelay: true });
-    const handle: ListenerHandle = { server, ctx: this.contextFor(l, this.pools), active: 0 };
+    const handle: ListenerHandle = { server, ctx: this.contextFor(l, this.pools), active: 0, ...(inherited !== undefined && { inherited }) };
     acceptEndpoints(
       this.engine,
       server,
@@ -199,17 +257,22 @@ export class ProxyRuntime {
     );
     await new Promise<void>((resolve, reject) => {
       const onError = (err: Error): void => {
-        reject(new TwinportError('TWP_ERR_LISTEN', `${l.name} (${l.bind.text}): ${err.message}`, { cause: err }));
+        const what = inherited === undefined ? l.bind.text : `${l.bind.text}, inherited fd ${inherited.fd}`;
+        reject(new TwinportError('TWP_ERR_LISTEN', `${l.name} (${what}): ${err.message}`, { cause: err }));
       };
       server.once('error', onError);
-      server.listen({ host: l.bind.host, port: l.bind.port }, () => {
+      // An inherited socket is already bound and listening: net takes the descriptor as it is.
+      server.listen(inherited === undefined ? { host: l.bind.host, port: l.bind.port } : { fd: inherited.fd }, () => {
         server.off('error', onError);
         resolve();
       });
     });
     this.handles.set(l.bind.text, handle);
     const a = server.address() as AddressInfo;
-    this.logger.info({ listener: l.name, address: `${a.address}:${a.port}`, engine: this.engine }, 'listening');
+    this.logger.info(
+      { listener: l.name, address: `${a.address}:${a.port}`, engine: this.engine, ...(inherited !== undefined && { fd: inherited.fd, fdName: inherited.name }) },
+      'listening',
+    );
   }
 
   private onAccept(handle: ListenerHandle, client: Endpoint): void {
