@@ -9,7 +9,8 @@ import { TwinportError } from '../errors.js';
 import { ProxyRuntime } from '../proxy/runtime.js';
 import { describeListenFds, INHERITED_ENV, takeListenFds, takeListenFdsFor, type InheritedSocket } from '../proxy/listen-fds.js';
 import { runPrimary, type SchedulingPolicy } from './cluster.js';
-import { setHangupHandler } from './early-signals.js';
+import { describeError, wireLifecycle } from './lifecycle.js';
+import { Notifier } from './notify.js';
 import { runInspect } from './inspect.js';
 import { createLogger, type LogFormat } from './logger.js';
 
@@ -25,63 +26,15 @@ interface RunOptions {
   readonly scheduling: SchedulingPolicy;
 }
 
+/** Made first thing in runProxy: a startup failure is also told to an upgrading parent (upgrade.ts). */
+let notifier: Notifier | undefined;
+
 function fail(message: string, code = 1): never {
+  void notifier?.send({ ERROR: message.trim().replace(/\n/g, ' | ') });
   process.stderr.write(message.endsWith('\n') ? message : `${message}\n`);
   process.exit(code);
 }
 
-function describeError(e: unknown): string {
-  if (e instanceof ConfigError) return e.issues.map(formatIssue).join('\n') || e.message;
-  if (e instanceof TwinportError) return `${e.code}: ${e.message}`;
-  return String((e as Error)?.stack ?? e);
-}
-
-/** SIGTERM/SIGINT: graceful shutdown then exit 0. SIGHUP: reload the file, keep the old config on error. */
-function wireSignals(
-  runtime: ProxyRuntime,
-  logger: Logger,
-  configFile: string | undefined,
-  onExit: () => Promise<void>,
-  levelFromConfig: boolean,
-): void {
-  let stopping = false;
-  const stop = (signal: string): void => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal, connections: runtime.activeConnections }, 'shutting down');
-    void runtime
-      .shutdown()
-      .then(onExit)
-      .then(() => {
-        logger.info({ closes: runtime.stats.closes, acceptErrors: runtime.stats.acceptErrors, affinity: runtime.affinityStats() }, 'stopped');
-        process.exit(0);
-      });
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
-  setHangupHandler(() => {
-    if (configFile === undefined) {
-      logger.warn('SIGHUP ignored: the demo has no config file to reload');
-      return;
-    }
-    let next: TwinportConfig;
-    try {
-      next = loadConfigFile(configFile);
-    } catch (e) {
-      const issues = e instanceof ConfigError ? e.issues.map(formatIssue) : [describeError(e)];
-      logger.error({ file: configFile, errors: issues }, 'reload failed: keeping the running config');
-      return;
-    }
-    runtime.reload(next).then(
-      () => {
-        // A reloaded `log.level` applies too, unless --log-level fixed it for the process's life.
-        if (levelFromConfig) logger.level = next.log.level;
-        logger.info({ file: configFile }, 'reloaded');
-      },
-      (e: unknown) => logger.error({ file: configFile, err: describeError(e) }, 'reload failed: keeping the running config'),
-    );
-  });
-}
 
 /**
  * The listening sockets this process inherited (systemd socket activation, or the twinport that spawned
@@ -101,6 +54,8 @@ function inheritedSockets(): InheritedSocket[] | undefined {
 }
 
 async function runProxy(opts: RunOptions): Promise<void> {
+  // A worker tells the primary, never the service manager (the primary speaks for the cluster).
+  notifier = new Notifier(undefined, cluster.isWorker ? {} : process.env);
   // The config is read first: its `log.level` is the level unless --log-level was given.
   let fileConfig: TwinportConfig | undefined;
   if (opts.config !== undefined) {
@@ -111,6 +66,7 @@ async function runProxy(opts: RunOptions): Promise<void> {
     }
   }
   const logger = await createLogger(opts.logLevel ?? fileConfig?.log.level ?? 'info', opts.logFormat);
+  notifier.logger = logger;
   const inherited = inheritedSockets();
   if (opts.workers !== undefined && opts.workers > 1 && cluster.isPrimary) {
     if (opts.config === undefined) fail('--workers needs --config (the demo runs in one process)');
@@ -122,7 +78,7 @@ async function runProxy(opts: RunOptions): Promise<void> {
         fail(describeError(e));
       }
     }
-    runPrimary({ workers: opts.workers, scheduling: opts.scheduling, logger });
+    runPrimary({ workers: opts.workers, scheduling: opts.scheduling, logger, notifier });
     return;
   }
   let config: TwinportConfig;
@@ -147,7 +103,7 @@ async function runProxy(opts: RunOptions): Promise<void> {
     await closeDemo();
     fail(describeError(e));
   }
-  wireSignals(runtime, logger, opts.config, closeDemo, opts.logLevel === undefined);
+  wireLifecycle({ runtime, logger, configFile: opts.config, onExit: closeDemo, levelFromConfig: opts.logLevel === undefined, notifier });
   if (opts.config === undefined) {
     const a = runtime.addresses().get('demo');
     const where = a === undefined ? opts.listen : `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;

@@ -1,0 +1,114 @@
+// The signals of one proxy process (a single process, or a cluster worker): SIGTERM/SIGINT drain and exit
+// 0, SIGHUP reloads the file (the running config stays on error), SIGUSR2 upgrades the binary
+// (upgrade.ts). What happens is told to the service manager (notify.ts) or, in a worker, to the primary,
+// which tells the manager for the whole cluster (cluster.ts).
+import cluster from 'node:cluster';
+import type { Logger } from 'pino';
+import { ConfigError, formatIssue, loadConfigFile } from '../config/load.js';
+import type { TwinportConfig } from '../config/types.js';
+import { TwinportError } from '../errors.js';
+import type { ProxyRuntime } from '../proxy/runtime.js';
+import { setHangupHandler } from './early-signals.js';
+import { monotonicUsec, type Notifier } from './notify.js';
+
+/** How often STATUS= carries fresh connection counts (each costs one short systemd-notify run). */
+export const STATUS_INTERVAL_MS = 5000;
+
+/** Messages a worker sends the primary (cluster.ts) about its own lifecycle. */
+export type WorkerReport =
+  | { readonly twinport: 'ready' }
+  | { readonly twinport: 'reloaded'; readonly ok: boolean }
+  | { readonly twinport: 'connections'; readonly active: number };
+
+export function isWorkerReport(m: unknown): m is WorkerReport {
+  return typeof m === 'object' && m !== null && typeof (m as { twinport?: unknown }).twinport === 'string';
+}
+
+export function describeError(e: unknown): string {
+  if (e instanceof ConfigError) return e.issues.map(formatIssue).join('\n') || e.message;
+  if (e instanceof TwinportError) return `${e.code}: ${e.message}`;
+  return String((e as Error)?.stack ?? e);
+}
+
+export function statusText(runtime: ProxyRuntime, state: string): string {
+  const per = Object.entries(runtime.connectionsByListener()).map(([name, n]) => `${name} ${n}`);
+  return `${state}: ${runtime.activeConnections} connections${per.length > 1 ? ` (${per.join(', ')})` : ''}`;
+}
+
+export interface LifecycleOptions {
+  readonly runtime: ProxyRuntime;
+  readonly logger: Logger;
+  readonly configFile: string | undefined;
+  readonly onExit: () => Promise<void>;
+  /** A reloaded `log.level` applies unless --log-level fixed it for the process's life. */
+  readonly levelFromConfig: boolean;
+  readonly notifier: Notifier;
+  /** SIGUSR2 (single process only: in a cluster the primary upgrades). */
+  readonly upgrade?: () => void;
+}
+
+/** Call once the runtime listens: READY=1, then a periodic STATUS=. */
+export function wireLifecycle(o: LifecycleOptions): void {
+  const { runtime, logger, configFile, notifier } = o;
+  const report = (m: WorkerReport): void => {
+    if (cluster.isWorker && process.connected) process.send?.(m);
+  };
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal, connections: runtime.activeConnections }, 'shutting down');
+    void notifier.send({ STOPPING: 1, STATUS: statusText(runtime, 'draining') });
+    void runtime
+      .shutdown()
+      .then(o.onExit)
+      .then(() => {
+        logger.info({ closes: runtime.stats.closes, acceptErrors: runtime.stats.acceptErrors, affinity: runtime.affinityStats() }, 'stopped');
+        process.exit(0);
+      });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  setHangupHandler(() => {
+    if (configFile === undefined) {
+      logger.warn('SIGHUP ignored: the demo has no config file to reload');
+      return;
+    }
+    void reload(configFile).then((ok) => {
+      report({ twinport: 'reloaded', ok });
+      void notifier.send({ READY: 1, STATUS: statusText(runtime, ok ? 'reloaded' : 'reload failed, running config kept') });
+    });
+  });
+  const reload = async (file: string): Promise<boolean> => {
+    void notifier.send({ RELOADING: 1, MONOTONIC_USEC: monotonicUsec() });
+    let next: TwinportConfig;
+    try {
+      next = loadConfigFile(file);
+    } catch (e) {
+      const issues = e instanceof ConfigError ? e.issues.map(formatIssue) : [describeError(e)];
+      logger.error({ file, errors: issues }, 'reload failed: keeping the running config');
+      return false;
+    }
+    try {
+      await runtime.reload(next);
+    } catch (e) {
+      logger.error({ file, err: describeError(e) }, 'reload failed: keeping the running config');
+      return false;
+    }
+    if (o.levelFromConfig) logger.level = next.log.level;
+    logger.info({ file }, 'reloaded');
+    return true;
+  };
+  if (o.upgrade !== undefined) process.on('SIGUSR2', o.upgrade);
+
+  report({ twinport: 'ready' });
+  void notifier.send({ READY: 1, STATUS: statusText(runtime, 'serving') });
+  if (notifier.active || cluster.isWorker) {
+    const timer = setInterval(() => {
+      if (stopping) return;
+      report({ twinport: 'connections', active: runtime.activeConnections });
+      void notifier.send({ STATUS: statusText(runtime, 'serving') });
+    }, STATUS_INTERVAL_MS);
+    timer.unref();
+  }
+}
