@@ -93,6 +93,11 @@ export class PoolAffinity {
     );
   }
 
+  /** The learned table, for a state hand-off (binary upgrade). */
+  get learned(): AffinityTable {
+    return this.table;
+  }
+
   stats(): AffinityStats {
     return { ...this.counters, entries: this.table.size };
   }

@@ -48,6 +48,16 @@ export class AffinityTable {
     return before !== server;
   }
 
+  /** Every live entry with its remaining TTL, in a form another process can load (binary upgrade). */
+  dump(): [string, { value: string; ttl?: number; start?: number }][] {
+    return this.cache.dump();
+  }
+
+  /** Entries from dump(); lru-cache carries their age as wall-clock time, so they expire as they would have. */
+  load(entries: [string, { value: string; ttl?: number; start?: number }][]): void {
+    this.cache.load(entries);
+  }
+
   /** Forgets key only while it still names `server` (another connection may have moved it since). */
   unlearn(key: string, server: string): boolean {
     if (this.cache.get(key) !== server) return false;

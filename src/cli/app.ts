@@ -9,8 +9,11 @@ import { TwinportError } from '../errors.js';
 import { ProxyRuntime } from '../proxy/runtime.js';
 import { describeListenFds, INHERITED_ENV, takeListenFds, takeListenFdsFor, type InheritedSocket } from '../proxy/listen-fds.js';
 import { runPrimary, type SchedulingPolicy } from './cluster.js';
+import { exitOnStopSignals } from './early-signals.js';
 import { describeError, wireLifecycle } from './lifecycle.js';
 import { Notifier } from './notify.js';
+import { takeStateFile } from './state-handoff.js';
+import { runUpgradeCommand } from './upgrade-command.js';
 import { runInspect } from './inspect.js';
 import { createLogger, type LogFormat } from './logger.js';
 
@@ -24,6 +27,7 @@ interface RunOptions {
   readonly logFormat: LogFormat;
   readonly workers?: number;
   readonly scheduling: SchedulingPolicy;
+  readonly pidFile?: string;
 }
 
 /** Made first thing in runProxy: a startup failure is also told to an upgrading parent (upgrade.ts). */
@@ -96,14 +100,30 @@ async function runProxy(opts: RunOptions): Promise<void> {
       fail(describeError(e));
     }
   }
-  const runtime = new ProxyRuntime(config, logger, inherited === undefined ? {} : { inherited });
+  const handed = takeStateFile();
+  if (handed.problem !== undefined) logger.warn({ problem: handed.problem }, 'upgrade state not read: health and affinity start over');
+  else if (handed.state !== undefined) {
+    logger.info({ servers: handed.state.health.length, affinityPools: Object.keys(handed.state.affinity).length }, 'upgrade state taken over');
+  }
+  const runtime = new ProxyRuntime(config, logger, { ...(inherited !== undefined && { inherited }), ...(handed.state !== undefined && { state: handed.state }) });
   try {
     await runtime.start();
   } catch (e) {
     await closeDemo();
     fail(describeError(e));
   }
-  wireLifecycle({ runtime, logger, configFile: opts.config, onExit: closeDemo, levelFromConfig: opts.logLevel === undefined, notifier });
+  wireLifecycle({
+    runtime,
+    logger,
+    configFile: opts.config,
+    onExit: closeDemo,
+    levelFromConfig: opts.logLevel === undefined,
+    notifier,
+    ...(opts.config !== undefined && { upgradeArgs: process.argv.slice(2) }),
+    ...(opts.pidFile !== undefined && !cluster.isWorker && { pidFile: opts.pidFile }),
+  });
+  // Which build serves: after a binary upgrade, the new process's line says so.
+  logger.info({ version: pkg.version, node: process.version, connections: runtime.activeConnections }, 'ready');
   if (opts.config === undefined) {
     const a = runtime.addresses().get('demo');
     const where = a === undefined ? opts.listen : `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
@@ -133,7 +153,8 @@ const logOptions = (cmd: Command): Command =>
     .addOption(new Option('--workers <n>', 'proxy processes sharing the listeners (node:cluster)').argParser(parseWorkers))
     .addOption(new Option('--scheduling <policy>', 'with --workers: rr (primary hands out connections) or none (workers accept)').choices(['rr', 'none']).default('rr'))
     .addOption(new Option('--log-level <level>', 'pino log level (default: the config\'s log.level, else info)').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']))
-    .addOption(new Option('--log-format <format>', 'log output').choices(['json', 'pretty']).default('json'));
+    .addOption(new Option('--log-format <format>', 'log output').choices(['json', 'pretty']).default('json'))
+    .addOption(new Option('--pid-file <file>', 'write the serving pid here once ready (after an upgrade: the new pid); `twinport upgrade --pid-file` reads it'));
 
 const program = new Command();
 program
@@ -153,6 +174,7 @@ program
   .command('check <file>')
   .description('validate a config file: exit 0 with a summary, or 1 with every error as FILE:LINE:COL key.path: message')
   .action((file: string) => {
+    exitOnStopSignals();
     const r = checkConfigFile(file);
     if (r.ok) {
       process.stdout.write(`${r.summary}\n`);
@@ -162,12 +184,26 @@ program
   });
 
 program
+  .command('upgrade')
+  .description('binary upgrade of a running twinport: SIGUSR2, then wait until the new process is ready (with --pid-file) and report its pid')
+  .option('--pid-file <file>', 'the running twinport\'s --pid-file: the outcome is awaited and reported')
+  .option('--pid <pid>', 'the running twinport\'s pid: the signal is sent, the outcome is in its log')
+  .option('--timeout <seconds>', 'how long to wait for the outcome', '90')
+  .action(async (opts: { pidFile?: string; pid?: string; timeout: string }) => {
+    exitOnStopSignals();
+    const r = await runUpgradeCommand(opts);
+    process.stdout.write(`${r.message}\n`);
+    process.exit(r.code);
+  });
+
+program
   .command('inspect [file]')
   .description('print what twinport would see in a captured first flight (raw bytes, or hex text with --hex; "-" or nothing reads stdin)')
   .option('--hex', 'the input is hex text')
   .option('--final', 'treat the input as complete (default for files)')
   .option('--no-final', 'the input may be a prefix: need-more is a possible answer')
   .action(async (file: string | undefined, opts: { hex?: boolean; final?: boolean }) => {
+    exitOnStopSignals();
     try {
       process.stdout.write(`${await runInspect(file, { ...(opts.hex !== undefined && { hex: opts.hex }), ...(opts.final !== undefined && { final: opts.final }) })}\n`);
     } catch (e) {

@@ -4,7 +4,7 @@
 // worker that dies unexpectedly so the count never reaches zero while the listeners are open.
 import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from 'pino';
-import { replaceHangupHandler } from './early-signals.js';
+import { replaceHangupHandler, setSignalHandler } from './early-signals.js';
 import { guardHandoffs } from './handoff-guard.js';
 import { isWorkerReport, STATUS_INTERVAL_MS } from './lifecycle.js';
 import { monotonicUsec, type Notifier } from './notify.js';
@@ -101,8 +101,8 @@ export function runPrimary(opts: ClusterOptions): void {
     void notifier.send({ STOPPING: 1, STATUS: status('draining') });
     each('SIGTERM');
   };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  setSignalHandler('SIGTERM', () => stop('SIGTERM'));
+  setSignalHandler('SIGINT', () => stop('SIGINT'));
   replaceHangupHandler(() => {
     reloading = new Set(Object.values(cluster.workers ?? {}).flatMap((w) => (w === undefined ? [] : [w.id])));
     void notifier.send({ RELOADING: 1, MONOTONIC_USEC: monotonicUsec() });

@@ -8,8 +8,11 @@ import { ConfigError, formatIssue, loadConfigFile } from '../config/load.js';
 import type { TwinportConfig } from '../config/types.js';
 import { TwinportError } from '../errors.js';
 import type { ProxyRuntime } from '../proxy/runtime.js';
-import { setHangupHandler } from './early-signals.js';
+import { setHangupHandler, setSignalHandler } from './early-signals.js';
 import { monotonicUsec, type Notifier } from './notify.js';
+import { removePidFileIfOurs, writePidFile, writeUpgradeResult } from './pid-file.js';
+import { removeStateFile, STATE_FILE_ENV, writeStateFile } from './state-handoff.js';
+import { spawnUpgrade } from './upgrade.js';
 
 /** How often STATUS= carries fresh connection counts (each costs one short systemd-notify run). */
 export const STATUS_INTERVAL_MS = 5000;
@@ -43,8 +46,9 @@ export interface LifecycleOptions {
   /** A reloaded `log.level` applies unless --log-level fixed it for the process's life. */
   readonly levelFromConfig: boolean;
   readonly notifier: Notifier;
-  /** SIGUSR2 (single process only: in a cluster the primary upgrades). */
-  readonly upgrade?: () => void;
+  /** The arguments a binary upgrade starts the new process with (ours); undefined: SIGUSR2 is refused. */
+  readonly upgradeArgs?: readonly string[];
+  readonly pidFile?: string;
 }
 
 /** Call once the runtime listens: READY=1, then a periodic STATUS=. */
@@ -54,21 +58,68 @@ export function wireLifecycle(o: LifecycleOptions): void {
     if (cluster.isWorker && process.connected) process.send?.(m);
   };
   let stopping = false;
-  const stop = (signal: string): void => {
+  let upgrading = false;
+  /**
+   * handOver: after an upgrade the new process is the service. The manager must not hear STOPPING=1
+   * from us, and connections accepted here but not yet spliced are still served (runtime.shutdown).
+   */
+  const stop = (signal: string, handOver = false): void => {
     if (stopping) return;
     stopping = true;
     logger.info({ signal, connections: runtime.activeConnections }, 'shutting down');
-    void notifier.send({ STOPPING: 1, STATUS: statusText(runtime, 'draining') });
+    if (!handOver) void notifier.send({ STOPPING: 1, STATUS: statusText(runtime, 'draining') });
+    const drainStarted = performance.now();
     void runtime
-      .shutdown()
+      .shutdown({ handOver })
       .then(o.onExit)
       .then(() => {
-        logger.info({ closes: runtime.stats.closes, acceptErrors: runtime.stats.acceptErrors, affinity: runtime.affinityStats() }, 'stopped');
+        if (o.pidFile !== undefined) removePidFileIfOurs(o.pidFile);
+        const drainMs = Math.round(performance.now() - drainStarted);
+        logger.info({ closes: runtime.stats.closes, acceptErrors: runtime.stats.acceptErrors, affinity: runtime.affinityStats(), drainMs }, 'stopped');
         process.exit(0);
       });
   };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  const upgrade = async (): Promise<void> => {
+    if (o.upgradeArgs === undefined) {
+      logger.warn('SIGUSR2 ignored: the demo cannot be upgraded (its backends live in this process)');
+      return;
+    }
+    if (stopping || upgrading) {
+      logger.warn({ stopping, upgrading }, 'SIGUSR2 ignored: already stopping or upgrading');
+      return;
+    }
+    const sockets = runtime.listeningSockets();
+    if (sockets === undefined) {
+      logger.error('upgrade failed: the listening descriptors are not available in this process');
+      return;
+    }
+    upgrading = true;
+    logger.info({ connections: runtime.activeConnections }, 'upgrade: starting the installed twinport');
+    let stateFile: string | undefined;
+    try {
+      stateFile = writeStateFile(runtime.exportState());
+    } catch (e) {
+      logger.warn({ err: (e as Error).message }, 'upgrade: state not handed over (health and affinity start over in the new process)');
+    }
+    const outcome = await spawnUpgrade({
+      logger,
+      sockets,
+      args: o.upgradeArgs,
+      ...(stateFile !== undefined && { env: { [STATE_FILE_ENV]: stateFile } }),
+    });
+    if (!outcome.ok) {
+      if (stateFile !== undefined) removeStateFile(stateFile);
+      upgrading = false;
+      logger.error({ newPid: outcome.pid, reason: outcome.reason, ms: Math.round(outcome.ms) }, 'upgrade failed: this process keeps serving');
+      if (o.pidFile !== undefined) writeUpgradeResult(o.pidFile, { ok: false, oldPid: process.pid, reason: outcome.reason });
+      return;
+    }
+    logger.info({ newPid: outcome.pid, readyMs: outcome.ms, connections: runtime.activeConnections }, 'upgrade: new process ready, this one stops accepting and drains');
+    if (o.pidFile !== undefined) writeUpgradeResult(o.pidFile, { ok: true, oldPid: process.pid, newPid: outcome.pid, readyMs: outcome.ms });
+    stop('SIGUSR2', true);
+  };
+  setSignalHandler('SIGTERM', () => stop('SIGTERM'));
+  setSignalHandler('SIGINT', () => stop('SIGINT'));
   setHangupHandler(() => {
     if (configFile === undefined) {
       logger.warn('SIGHUP ignored: the demo has no config file to reload');
@@ -99,8 +150,10 @@ export function wireLifecycle(o: LifecycleOptions): void {
     logger.info({ file }, 'reloaded');
     return true;
   };
-  if (o.upgrade !== undefined) process.on('SIGUSR2', o.upgrade);
+  // A worker ignores SIGUSR2 (`systemctl kill` signals every process of the unit): the primary upgrades.
+  setSignalHandler('SIGUSR2', cluster.isWorker ? () => {} : () => void upgrade());
 
+  if (o.pidFile !== undefined) writePidFile(o.pidFile);
   report({ twinport: 'ready' });
   void notifier.send({ READY: 1, STATUS: statusText(runtime, 'serving') });
   if (notifier.active || cluster.isWorker) {

@@ -73,6 +73,8 @@ export class HealthChecker {
   private readonly check: NonNullable<HealthCheckerOptions['check']>;
   private readonly tracked = new Map<string, Tracked>();
   private stopped = false;
+  /** Up/down per pool and server from the process this one replaced, used once per new server. */
+  private seed = new Map<string, boolean>();
 
   constructor(logger: Logger, opts: HealthCheckerOptions = {}) {
     this.logger = logger;
@@ -98,6 +100,8 @@ export class HealthChecker {
         seen.add(key);
         let r = this.tracked.get(key);
         if (r === undefined) {
+          const seeded = this.seed.get(key);
+          this.seed.delete(key);
           r = {
             pool: p.config.name,
             address: server.address,
@@ -106,8 +110,8 @@ export class HealthChecker {
             health: undefined,
             healthText: 'null',
             passive: undefined,
-            up: true,
-            activeUp: true,
+            up: seeded ?? true,
+            activeUp: seeded ?? true,
             successes: 0,
             failures: 0,
             passiveFailures: 0,
@@ -130,6 +134,14 @@ export class HealthChecker {
       this.forget(r);
       this.tracked.delete(key);
     }
+  }
+
+  /**
+   * Before the first apply(): the up/down state a previous process held (binary upgrade), so a server it
+   * knew to be down is not offered connections until its own checks find it up.
+   */
+  seedWith(states: readonly { pool: string; server: string; up: boolean }[]): void {
+    this.seed = new Map(states.map((s) => [keyOf(s.pool, s.server), s.up]));
   }
 
   /** A connection's connect attempt to this server failed (ctx.onServerFailure). */

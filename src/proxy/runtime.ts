@@ -9,7 +9,7 @@ import type { ListenerConfig, TwinportConfig } from '../config/types.js';
 import { TwinportError } from '../errors.js';
 import { PoolState } from '../routing/pool-state.js';
 import type { AffinityStats } from '../affinity/affinity-pool.js';
-import { AffinitySet } from '../affinity/affinity-set.js';
+import { AffinitySet, type AffinityDump } from '../affinity/affinity-set.js';
 import { Connection } from './connection.js';
 import type { Endpoint } from '../io/endpoint.js';
 import { HealthChecker } from '../health/health-checker.js';
@@ -37,6 +37,14 @@ export interface RuntimeOptions {
    * none were. When given, every listener takes one and every one is taken, or start() throws.
    */
   readonly inherited?: readonly InheritedSocket[];
+  /** Health and learned affinity handed over by the process this one replaces (binary upgrade). */
+  readonly state?: RuntimeState;
+}
+
+/** What a binary upgrade carries from the old process to the new one (cli/state-handoff.ts). */
+export interface RuntimeState {
+  readonly health: readonly { readonly pool: string; readonly server: string; readonly up: boolean }[];
+  readonly affinity: Readonly<Record<string, AffinityDump>>;
 }
 
 /** A listening socket as another process can inherit it (binary upgrade). */
@@ -87,6 +95,10 @@ export class ProxyRuntime {
     this.logger = logger;
     this.health = new HealthChecker(logger);
     this.affinity = new AffinitySet(logger);
+    if (options.state !== undefined) {
+      this.health.seedWith(options.state.health);
+      this.affinity.seedWith(options.state.affinity);
+    }
     const closes = Object.fromEntries(CLOSE_REASONS.map((r) => [r, 0])) as Record<CloseReason, number>;
     this.stats = { accepted: 0, acceptErrors: 0, closes };
   }
@@ -115,6 +127,14 @@ export class ProxyRuntime {
       out.push({ listener: h.ctx.listener.name, fd, name });
     }
     return out;
+  }
+
+  /** Health and learned affinity, for the process that takes over (binary upgrade). */
+  exportState(): RuntimeState {
+    return {
+      health: this.health.status().map((h) => ({ pool: h.pool, server: h.server, up: h.up })),
+      affinity: this.affinity.dump(),
+    };
   }
 
   /** Stop accepting on every listener (the sockets stay open in whoever else holds them). */
@@ -188,14 +208,17 @@ export class ProxyRuntime {
 
   /**
    * Stop accepting, close connections that are still peeking or connecting (they have no backend
-   * yet), let spliced ones finish for `shutdown_timeout`, then close them with `shutdown`.
+   * yet; unless `handOver`), let the others finish for `shutdown_timeout`, then close them with `shutdown`.
    */
-  async shutdown(): Promise<void> {
+  async shutdown(opts: { handOver?: boolean } = {}): Promise<void> {
     this.stopping = true;
     clearInterval(this.descriptorProbe);
     this.health.stop();
     for (const h of this.handles.values()) h.server.close();
-    for (const c of this.connections) if (c.peeking) c.abort('shutdown');
+    // A stop closes connections that have no backend yet. After a binary upgrade the service goes on in
+    // the new process: those clients were accepted here and are served here (peek and connect are
+    // bounded by their timeouts), or they would see a reset the upgrade promised not to cause.
+    if (opts.handOver !== true) for (const c of this.connections) if (c.peeking) c.abort('shutdown');
     if (this.connections.size > 0) {
       await new Promise<void>((resolve) => {
         const deadline = setTimeout(() => {
