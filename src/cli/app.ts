@@ -7,13 +7,14 @@ import { checkConfigFile, ConfigError, formatIssue, loadConfigFile, buildDemoCon
 import type { TwinportConfig } from '../config/types.js';
 import { TwinportError } from '../errors.js';
 import { ProxyRuntime } from '../proxy/runtime.js';
-import { describeListenFds, INHERITED_ENV, takeListenFds, takeListenFdsFor, type InheritedSocket } from '../proxy/listen-fds.js';
+import { describeListenFds, INHERITED_ENV, takeListenFds, type InheritedSocket } from '../proxy/listen-fds.js';
+import { PrimarySockets } from './primary-sockets.js';
 import { runPrimary, type SchedulingPolicy } from './cluster.js';
 import { exitOnStopSignals } from './early-signals.js';
 import { describeError, wireLifecycle } from './lifecycle.js';
 import { Notifier } from './notify.js';
 import { takeStateFile } from './state-handoff.js';
-import { runUpgradeCommand } from './upgrade-command.js';
+import { runReloadCommand, runUpgradeCommand } from './upgrade-command.js';
 import { runInspect } from './inspect.js';
 import { createLogger, type LogFormat } from './logger.js';
 
@@ -74,15 +75,25 @@ async function runProxy(opts: RunOptions): Promise<void> {
   const inherited = inheritedSockets();
   if (opts.workers !== undefined && opts.workers > 1 && cluster.isPrimary) {
     if (opts.config === undefined) fail('--workers needs --config (the demo runs in one process)');
-    // Checked once here, before forking, rather than as one identical error per worker.
-    if (fileConfig !== undefined) {
-      try {
-        takeListenFdsFor(fileConfig.listeners, inherited, true);
-      } catch (e) {
-        fail(describeError(e));
-      }
+    // Checked and bound once here, before forking, rather than as one identical error per worker.
+    const sockets = new PrimarySockets(inherited);
+    try {
+      await sockets.ensure(fileConfig!.listeners, true);
+    } catch (e) {
+      fail(describeError(e));
     }
-    runPrimary({ workers: opts.workers, scheduling: opts.scheduling, logger, notifier });
+    runPrimary({
+      workers: opts.workers,
+      scheduling: opts.scheduling,
+      logger,
+      notifier,
+      config: fileConfig!,
+      configFile: opts.config,
+      sockets,
+      upgradeArgs: process.argv.slice(2),
+      ...(opts.pidFile !== undefined && { pidFile: opts.pidFile }),
+    });
+    logger.info({ version: pkg.version, node: process.version }, 'primary running');
     return;
   }
   let config: TwinportConfig;
@@ -192,6 +203,19 @@ program
   .action(async (opts: { pidFile?: string; pid?: string; timeout: string }) => {
     exitOnStopSignals();
     const r = await runUpgradeCommand(opts);
+    process.stdout.write(`${r.message}\n`);
+    process.exit(r.code);
+  });
+
+program
+  .command('reload')
+  .description('SIGHUP a running twinport and wait for the outcome; --restart-workers replaces a cluster\'s workers one at a time')
+  .requiredOption('--pid-file <file>', 'the running twinport\'s --pid-file')
+  .option('--restart-workers', 'replace every worker even when the config did not change (e.g. after a Node update)')
+  .option('--timeout <seconds>', 'how long to wait for the outcome', '120')
+  .action(async (opts: { pidFile: string; restartWorkers?: boolean; timeout: string }) => {
+    exitOnStopSignals();
+    const r = await runReloadCommand(opts);
     process.stdout.write(`${r.message}\n`);
     process.exit(r.code);
   });

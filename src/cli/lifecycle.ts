@@ -10,7 +10,8 @@ import { TwinportError } from '../errors.js';
 import type { ProxyRuntime } from '../proxy/runtime.js';
 import { setHangupHandler, setSignalHandler } from './early-signals.js';
 import { monotonicUsec, type Notifier } from './notify.js';
-import { removePidFileIfOurs, writePidFile, writeUpgradeResult } from './pid-file.js';
+import { rmSync } from 'node:fs';
+import { removePidFileIfOurs, restartWorkersRequestFile, writePidFile, writeReloadResult, writeUpgradeResult } from './pid-file.js';
 import { removeStateFile, STATE_FILE_ENV, writeStateFile } from './state-handoff.js';
 import { spawnUpgrade } from './upgrade.js';
 
@@ -79,6 +80,39 @@ export function wireLifecycle(o: LifecycleOptions): void {
         process.exit(0);
       });
   };
+  const reload = async (file: string): Promise<boolean> => {
+    void notifier.send({ RELOADING: 1, MONOTONIC_USEC: monotonicUsec() });
+    let next: TwinportConfig;
+    try {
+      next = loadConfigFile(file);
+    } catch (e) {
+      const issues = e instanceof ConfigError ? e.issues.map(formatIssue) : [describeError(e)];
+      logger.error({ file, errors: issues }, 'reload failed: keeping the running config');
+      return false;
+    }
+    try {
+      await runtime.reload(next);
+    } catch (e) {
+      logger.error({ file, err: describeError(e) }, 'reload failed: keeping the running config');
+      return false;
+    }
+    if (o.levelFromConfig) logger.level = next.log.level;
+    logger.info({ file }, 'reloaded');
+    return true;
+  };
+  setHangupHandler(() => {
+    if (configFile === undefined) {
+      logger.warn('SIGHUP ignored: the demo has no config file to reload');
+      return;
+    }
+    // One process has no workers to replace: a --restart-workers request is a plain reload here.
+    if (o.pidFile !== undefined) rmSync(restartWorkersRequestFile(o.pidFile), { force: true });
+    void reload(configFile).then((ok) => {
+      report({ twinport: 'reloaded', ok });
+      if (o.pidFile !== undefined) writeReloadResult(o.pidFile, { ok, detail: ok ? 'reloaded in place' : 'the running config is kept: see the log' });
+      void notifier.send({ READY: 1, STATUS: statusText(runtime, ok ? 'reloaded' : 'reload failed, running config kept') });
+    });
+  });
   const upgrade = async (): Promise<void> => {
     if (o.upgradeArgs === undefined) {
       logger.warn('SIGUSR2 ignored: the demo cannot be upgraded (its backends live in this process)');
@@ -120,36 +154,13 @@ export function wireLifecycle(o: LifecycleOptions): void {
   };
   setSignalHandler('SIGTERM', () => stop('SIGTERM'));
   setSignalHandler('SIGINT', () => stop('SIGINT'));
-  setHangupHandler(() => {
-    if (configFile === undefined) {
-      logger.warn('SIGHUP ignored: the demo has no config file to reload');
-      return;
-    }
-    void reload(configFile).then((ok) => {
-      report({ twinport: 'reloaded', ok });
-      void notifier.send({ READY: 1, STATUS: statusText(runtime, ok ? 'reloaded' : 'reload failed, running config kept') });
+  // The primary retires a worker whose place another takes (rolling restart, binary upgrade): a drain
+  // that serves what it accepted, like an upgraded process's (no connection closed for the stop).
+  if (cluster.isWorker) {
+    process.on('message', (m: unknown) => {
+      if (typeof m === 'object' && m !== null && (m as { twinport?: unknown }).twinport === 'retire') stop('retire', true);
     });
-  });
-  const reload = async (file: string): Promise<boolean> => {
-    void notifier.send({ RELOADING: 1, MONOTONIC_USEC: monotonicUsec() });
-    let next: TwinportConfig;
-    try {
-      next = loadConfigFile(file);
-    } catch (e) {
-      const issues = e instanceof ConfigError ? e.issues.map(formatIssue) : [describeError(e)];
-      logger.error({ file, errors: issues }, 'reload failed: keeping the running config');
-      return false;
-    }
-    try {
-      await runtime.reload(next);
-    } catch (e) {
-      logger.error({ file, err: describeError(e) }, 'reload failed: keeping the running config');
-      return false;
-    }
-    if (o.levelFromConfig) logger.level = next.log.level;
-    logger.info({ file }, 'reloaded');
-    return true;
-  };
+  }
   // A worker ignores SIGUSR2 (`systemctl kill` signals every process of the unit): the primary upgrades.
   setSignalHandler('SIGUSR2', cluster.isWorker ? () => {} : () => void upgrade());
 

@@ -45,3 +45,24 @@ export function readUpgradeResult(pidFile: string): UpgradeResult | undefined {
     return undefined;
   }
 }
+
+/** `twinport reload --restart-workers` leaves this beside the pid file before its SIGHUP. */
+export const restartWorkersRequestFile = (pidFile: string): string => `${pidFile}.restart-workers`;
+export const reloadResultFile = (pidFile: string): string => `${pidFile}.reload`;
+
+export interface ReloadResult {
+  readonly ok: boolean;
+  readonly detail: string;
+}
+
+export function writeReloadResult(pidFile: string, result: ReloadResult): void {
+  writeAtomically(reloadResultFile(pidFile), `${JSON.stringify(result)}\n`);
+}
+
+export function readReloadResult(pidFile: string): ReloadResult | undefined {
+  try {
+    return JSON.parse(readFileSync(reloadResultFile(pidFile), 'utf8')) as ReloadResult;
+  } catch {
+    return undefined;
+  }
+}

@@ -16,6 +16,8 @@ export interface InheritedSocket {
   readonly name: string;
   /** The bound TCP address, when the descriptor is a listening TCP socket. */
   readonly address?: { readonly host: string; readonly port: number };
+  /** The bind text it was opened for, when a cluster primary bound it for its workers. */
+  readonly bind?: string;
 }
 
 /** Cluster workers read the primary's sockets from here (they do not hold the descriptors themselves). */
@@ -124,7 +126,9 @@ export function matchListenFds(
     const found =
       l.bind.fdName !== undefined
         ? free.filter((s) => s.name === l.bind.fdName)
-        : free.filter((s) => s.address !== undefined && sameAddress(l.bind, s.address));
+        : free.some((s) => s.bind === l.bind.text)
+          ? free.filter((s) => s.bind === l.bind.text)
+          : free.filter((s) => s.address !== undefined && sameAddress(l.bind, s.address));
     if (found.length > 1) {
       problems.push(`listener "${l.name}" bind "${l.bind.text}" matches ${found.length} inherited sockets: ${found.map(describe).join(', ')}`);
     } else if (found.length === 1) {
