@@ -20,10 +20,25 @@ for (const signal of ['SIGHUP', 'SIGUSR2', 'SIGTERM', 'SIGINT'] as const) {
   });
 }
 
-/** Sets what `signal` does from now on; one received before runs it once, now. */
+// bin/twinport holds the signals sent to it while node starts, and forwards them once told that the
+// handlers above are installed. Told once: workers and processes this one spawns have other parents.
+const launcher = process.env['TWINPORT_LAUNCHER_PID'];
+delete process.env['TWINPORT_LAUNCHER_PID'];
+if (launcher !== undefined && launcher === String(process.ppid)) {
+  try {
+    process.kill(process.ppid, 'SIGUSR1');
+  } catch {
+    // The launcher is gone: nothing holds signals for us.
+  }
+}
+
+/**
+ * Sets what `signal` does from now on; one received before runs it once, on the next turn of the event
+ * loop (the caller finishes wiring first).
+ */
 export function setSignalHandler(signal: EarlySignal, h: () => void): void {
   handlers.set(signal, h);
-  if (pending.delete(signal)) h();
+  if (pending.delete(signal)) setImmediate(() => handlers.get(signal)?.());
 }
 
 /** Like setSignalHandler, but one received before is dropped (the cluster primary's forwarding). */

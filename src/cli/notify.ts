@@ -43,7 +43,9 @@ export class Notifier {
 
   /** Queued: messages reach the manager in the order they were sent. Never rejects. */
   send(fields: NotifyFields): Promise<void> {
-    const lines = Object.entries(fields).map(([k, v]) => `${k}=${String(v).replace(/\n/g, ' ')}`);
+    // READY=1 says which pid serves: after an upgrade, or behind the launcher, it is not the one spawned.
+    const all = 'READY' in fields ? { MAINPID: process.pid, ...fields } : fields;
+    const lines = Object.entries(all).map(([k, v]) => `${k}=${String(v).replace(/\n/g, ' ')}`);
     this.toParent(lines);
     if (this.socket === undefined) return this.queue;
     this.queue = this.queue.then(() => this.toManager(lines));

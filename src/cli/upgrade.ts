@@ -114,8 +114,11 @@ export function spawnUpgrade(req: UpgradeRequest): Promise<UpgradeOutcome> {
       pipeClosed = true;
       failIfDone();
     });
+    // The pid that serves: bin/twinport stays as node's parent while it runs, so not the spawned pid.
+    let mainPid = child.pid!;
     createInterface({ input: pipe }).on('line', (line) => {
-      if (line === 'READY=1') settle({ ok: true, pid: child.pid!, ms: ms() });
+      if (line.startsWith('MAINPID=')) mainPid = Number(line.slice('MAINPID='.length)) || mainPid;
+      else if (line === 'READY=1') settle({ ok: true, pid: mainPid, ms: ms() });
       else if (line.startsWith('ERROR=')) errorText = line.slice('ERROR='.length);
     });
   });

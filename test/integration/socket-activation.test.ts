@@ -5,6 +5,7 @@ import { execFile } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { spawnTwinport, type TwinportProcess } from '../helpers/cli-process.js';
 import { startHttpBackend } from '../helpers/http-backend.js';
 import { freePort } from '../helpers/proxy-harness.js';
@@ -37,24 +38,29 @@ pools:
     servers: ["${backend}"]
 `;
 
+const LAUNCHER = fileURLToPath(new URL('../../../bin/twinport', import.meta.url));
+
 /** systemd-socket-activate holding two sockets: fd 3 named "web", fd 4 named "api". */
-async function activate(webPort: number, apiPort: number, args: string[]): Promise<TwinportProcess> {
+async function activate(webPort: number, apiPort: number, args: string[], viaLauncher = false): Promise<TwinportProcess> {
   const p = spawnTwinport(args, {
     prefix: ['systemd-socket-activate', '-l', `127.0.0.1:${webPort}`, '-l', `127.0.0.1:${apiPort}`, '--fdname=web:api'],
+    ...(viaLauncher && { command: [LAUNCHER] }),
   });
   await p.waitForStderr(/Listening on 127\.0\.0\.1:\d+ as 4/);
   return p;
 }
 
-for (const workers of [undefined, 2]) {
-  const label = workers === undefined ? 'one process' : `--workers ${workers} (the primary holds the sockets)`;
+for (const [workers, viaLauncher] of [[undefined, false], [2, false], [undefined, true]] as const) {
+  // Through bin/twinport, which stays node's parent while it serves: LISTEN_PID names the launcher, and
+  // the launcher passes it on as node's own pid.
+  const label = viaLauncher ? 'through bin/twinport' : workers === undefined ? 'one process' : `--workers ${workers} (the primary holds the sockets)`;
   testWithTools(NEEDS, `socket activation, ${label}: fd:NAME and an address bind take the inherited sockets; curl reaches the backend through both`, async (t) => {
     const backend = await startHttpBackend('activated');
     const webPort = await freePort();
     const apiPort = await freePort();
     // "web" by name, "api" by the address systemd bound.
     const file = writeConfig(twoListeners('fd:web', `127.0.0.1:${apiPort}`, backend.address));
-    const p = await activate(webPort, apiPort, ['run', '-c', file, ...(workers === undefined ? [] : ['--workers', String(workers)])]);
+    const p = await activate(webPort, apiPort, ['run', '-c', file, ...(workers === undefined ? [] : ['--workers', String(workers)])], viaLauncher);
     try {
       // The first connection is what makes systemd-socket-activate exec twinport: it waits in the backlog.
       t.is(await curl(`http://127.0.0.1:${webPort}/one`), 'activated\n');
