@@ -1,0 +1,294 @@
+// The record of clients of issue 13 §2 (docs/migration.md): what each connection on a migration listener
+// told us about who still speaks plaintext, aggregated in memory between two writes to the store. The hot
+// path (note*) increments counters in maps keyed by short strings; `take()` hands the deltas to the writer
+// once a flush interval and starts afresh, so memory is bounded by what one interval can bring (and by the
+// caps below), never by how long the process runs.
+import type { MigrationPhase } from '../config/types.js';
+export type { MigrationPhase };
+
+export type ClientOutcome = 'spliced' | 'redirected' | 'rejected' | 'exempt';
+export type PlainProtocol = 'http' | 'h2c' | 'other';
+
+/** Per (listener, name, minute): connection counts. `name` '' = no Host / no SNI. */
+export interface MinuteDelta {
+  readonly listener: string;
+  readonly name: string;
+  /** Unix minute (ms / 60000, floored). */
+  readonly minute: number;
+  tls: number;
+  /** Every plaintext connection, exempt ones included. */
+  plain: number;
+  plainExempt: number;
+}
+
+/** Per (listener, name, client IP, User-Agent): a plaintext client. */
+export interface ClientDelta {
+  readonly listener: string;
+  readonly name: string;
+  readonly ip: string;
+  /** '' when the request had none (or was not HTTP/1). */
+  readonly userAgent: string;
+  count: number;
+  firstSeen: number;
+  lastSeen: number;
+  /** Last connection that was not exempt (0: none in this delta): what the verdict looks at. */
+  lastNonExempt: number;
+  outcome: ClientOutcome;
+  protocol: PlainProtocol;
+  /** The last request's method and first path segment ("/v3"), when HTTP/1. */
+  method: string;
+  path: string;
+}
+
+/** Per (listener, name, JA4): a TLS client stack. */
+export interface TlsStackDelta {
+  readonly listener: string;
+  readonly name: string;
+  readonly ja4: string;
+  /** Highest version offered, "1.3" / "1.2" / …. */
+  version: string;
+  /** ALPN names offered, comma-joined ('' none). */
+  alpn: string;
+  count: number;
+  firstSeen: number;
+  lastSeen: number;
+}
+
+/** The phase that last applied to a name's plaintext (shown by the report when it has no config). */
+export interface NameSeen {
+  readonly listener: string;
+  readonly name: string;
+  phase: MigrationPhase | '';
+  lastSeen: number;
+}
+
+export interface RecordBatch {
+  readonly minutes: readonly MinuteDelta[];
+  readonly clients: readonly ClientDelta[];
+  readonly tlsStacks: readonly TlsStackDelta[];
+  readonly names: readonly NameSeen[];
+  /** Connections in this batch: its size in the writer's counters. */
+  readonly connections: number;
+}
+
+export interface RecordLimits {
+  /** Distinct names per listener this process records; beyond, connections count under OVERFLOW_NAME. */
+  readonly maxNames: number;
+  /** Distinct clients / TLS stacks per batch; beyond, the connection is still counted per minute. */
+  readonly maxPendingClients: number;
+  readonly maxPendingTlsStacks: number;
+}
+
+/** The name a listener's connections are counted under once it has seen `maxNames` names. */
+export const OVERFLOW_NAME = '*';
+
+export interface RecordCounters {
+  /** Connections noted since start. */
+  connections: number;
+  /** Connections whose name was folded into OVERFLOW_NAME. */
+  namesOverflow: number;
+  /** Plaintext clients / TLS stacks not kept because a batch was full (still counted per minute). */
+  clientsDropped: number;
+  tlsStacksDropped: number;
+}
+
+/** Per-outcome totals since start, for twinport_migration_connections_total (bounded by maxNames). */
+export interface OutcomeCount {
+  readonly listener: string;
+  readonly name: string;
+  readonly protocol: PlainProtocol | 'tls';
+  readonly outcome: ClientOutcome;
+  count: number;
+}
+
+/** The record's name for a Host or SNI: lower case, no trailing dot, '' when absent. */
+export function recordName(name: string | undefined): string {
+  if (name === undefined || name === '') return '';
+  const lower = name.toLowerCase();
+  return lower.endsWith('.') ? lower.slice(0, -1) : lower;
+}
+
+/** "/v3/auth/tokens?x" → "/v3"; "http://h/a/b" → "/a"; "*" and authority-form as sent (bounded). */
+export function firstPathSegment(target: string): string {
+  let start = 0;
+  const scheme = target.indexOf('://');
+  if (scheme > 0 && scheme < 16) {
+    start = target.indexOf('/', scheme + 3);
+    if (start < 0) return '/';
+  }
+  if (target.charCodeAt(start) !== 0x2f) return target.slice(0, 64);
+  let end = start + 1;
+  while (end < target.length && end - start < 64) {
+    const c = target.charCodeAt(end);
+    if (c === 0x2f || c === 0x3f || c === 0x23) break;
+    end++;
+  }
+  return target.slice(start, end);
+}
+
+/** The highest TLS version a hello offers, as "1.3": supported_versions (GREASE skipped), else legacy. */
+export function offeredTlsVersion(legacy: number, supported: readonly number[] | undefined): string {
+  let best = legacy;
+  if (supported !== undefined) {
+    best = 0;
+    for (const v of supported) if ((v & 0x0f0f) !== 0x0a0a && v > best && v <= 0x0304) best = v;
+    if (best === 0) best = legacy;
+  }
+  if (best === 0x0300) return 'ssl3';
+  if (best === 0x0002) return 'ssl2';
+  if (best >= 0x0301 && best <= 0x0304) return `1.${best - 0x0301}`;
+  return `0x${best.toString(16).padStart(4, '0')}`;
+}
+
+export class MigrationRecorder {
+  private minutes = new Map<string, MinuteDelta>();
+  private clients = new Map<string, ClientDelta>();
+  private tlsStacks = new Map<string, TlsStackDelta>();
+  private names = new Map<string, NameSeen>();
+  private pending = 0;
+  /** Names seen per listener (bounded by maxNames): decides when a new one folds into OVERFLOW_NAME. */
+  private readonly known = new Map<string, Set<string>>();
+  private readonly outcomes = new Map<string, OutcomeCount>();
+  readonly counters: RecordCounters = { connections: 0, namesOverflow: 0, clientsDropped: 0, tlsStacksDropped: 0 };
+
+  constructor(
+    private readonly limits: RecordLimits,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  notePlaintext(
+    listener: string,
+    host: string | undefined,
+    protocol: PlainProtocol,
+    ip: string,
+    userAgent: string | undefined,
+    method: string | undefined,
+    target: string | undefined,
+    outcome: ClientOutcome,
+    phase: MigrationPhase | undefined,
+  ): void {
+    const t = this.now();
+    const name = this.bounded(listener, recordName(host));
+    const exempt = outcome === 'exempt';
+    const m = this.minute(listener, name, t);
+    m.plain++;
+    if (exempt) m.plainExempt++;
+    this.noteName(listener, name, phase ?? '', t);
+    this.countOutcome(listener, name, protocol, outcome);
+    const ua = userAgent ?? '';
+    const key = `${listener}\n${name}\n${ip}\n${ua}`;
+    const c = this.clients.get(key);
+    const path = target === undefined ? '' : firstPathSegment(target);
+    if (c !== undefined) {
+      c.count++;
+      c.lastSeen = t;
+      if (!exempt) c.lastNonExempt = t;
+      c.outcome = outcome;
+      c.protocol = protocol;
+      c.method = method ?? '';
+      c.path = path;
+    } else if (this.clients.size < this.limits.maxPendingClients) {
+      this.clients.set(key, {
+        listener,
+        name,
+        ip,
+        userAgent: ua,
+        count: 1,
+        firstSeen: t,
+        lastSeen: t,
+        lastNonExempt: exempt ? 0 : t,
+        outcome,
+        protocol,
+        method: method ?? '',
+        path,
+      });
+    } else this.counters.clientsDropped++;
+    this.pending++;
+    this.counters.connections++;
+  }
+
+  /** `ja4` is read only when the stack is new in this batch (it is computed lazily, ja4.ts). */
+  noteTls(listener: string, sni: string | undefined, version: () => string, alpn: readonly string[] | undefined, ja4: () => string): void {
+    const t = this.now();
+    const name = this.bounded(listener, recordName(sni));
+    this.minute(listener, name, t).tls++;
+    this.countOutcome(listener, name, 'tls', 'spliced');
+    const fp = ja4();
+    const key = `${listener}\n${name}\n${fp}`;
+    const s = this.tlsStacks.get(key);
+    if (s !== undefined) {
+      s.count++;
+      s.lastSeen = t;
+    } else if (this.tlsStacks.size < this.limits.maxPendingTlsStacks) {
+      this.tlsStacks.set(key, { listener, name, ja4: fp, version: version(), alpn: alpn === undefined ? '' : alpn.join(','), count: 1, firstSeen: t, lastSeen: t });
+    } else this.counters.tlsStacksDropped++;
+    this.pending++;
+    this.counters.connections++;
+  }
+
+  /** The deltas since the last call (undefined when nothing happened), and a fresh start. */
+  take(): RecordBatch | undefined {
+    if (this.pending === 0) return undefined;
+    const batch: RecordBatch = {
+      minutes: [...this.minutes.values()],
+      clients: [...this.clients.values()],
+      tlsStacks: [...this.tlsStacks.values()],
+      names: [...this.names.values()],
+      connections: this.pending,
+    };
+    this.minutes = new Map();
+    this.clients = new Map();
+    this.tlsStacks = new Map();
+    this.names = new Map();
+    this.pending = 0;
+    return batch;
+  }
+
+  /** Totals by (listener, name, protocol, outcome) since start. */
+  outcomeCounts(): IterableIterator<OutcomeCount> {
+    return this.outcomes.values();
+  }
+
+  private bounded(listener: string, name: string): string {
+    let set = this.known.get(listener);
+    if (set === undefined) {
+      set = new Set();
+      this.known.set(listener, set);
+    }
+    if (set.has(name)) return name;
+    if (set.size >= this.limits.maxNames) {
+      this.counters.namesOverflow++;
+      return OVERFLOW_NAME;
+    }
+    set.add(name);
+    return name;
+  }
+
+  private minute(listener: string, name: string, t: number): MinuteDelta {
+    const minute = Math.floor(t / 60_000);
+    const key = `${listener}\n${name}\n${minute}`;
+    let m = this.minutes.get(key);
+    if (m === undefined) {
+      m = { listener, name, minute, tls: 0, plain: 0, plainExempt: 0 };
+      this.minutes.set(key, m);
+    }
+    return m;
+  }
+
+  private noteName(listener: string, name: string, phase: MigrationPhase | '', t: number): void {
+    const key = `${listener}\n${name}`;
+    const n = this.names.get(key);
+    if (n === undefined) this.names.set(key, { listener, name, phase, lastSeen: t });
+    else {
+      n.phase = phase;
+      n.lastSeen = t;
+    }
+  }
+
+  private countOutcome(listener: string, name: string, protocol: PlainProtocol | 'tls', outcome: ClientOutcome): void {
+    const key = `${listener}\n${name}\n${protocol}\n${outcome}`;
+    const o = this.outcomes.get(key);
+    if (o !== undefined) o.count++;
+    else this.outcomes.set(key, { listener, name, protocol, outcome, count: 1 });
+  }
+}
