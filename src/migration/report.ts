@@ -130,6 +130,7 @@ export function buildReport(view: RecordView, opts: ReportOptions): MigrationRep
     if (!inScope(m.name)) continue;
     const start = m.minute * 60_000;
     const end = start + 60_000;
+    if (end <= windowStart && end <= quietStart) continue;
     const a = get(m.listener, m.name);
     // A bucket counts for a period it overlaps: a minute half inside the quiet period keeps the verdict
     // not-safe a little longer rather than calling it safe a little early.
@@ -144,8 +145,9 @@ export function buildReport(view: RecordView, opts: ReportOptions): MigrationRep
       a.quietAny += m.plain + m.tls;
     }
   }
-  for (const c of view.clients) if (inScope(c.name)) get(c.listener, c.name).clients.push(c);
-  for (const t of view.tlsStacks) if (inScope(t.name)) get(t.listener, t.name).stacks.push(t);
+  // A name is in the report when it had connections in the period read; its clients and stacks attach to it.
+  for (const c of view.clients) acc.get(`${c.listener}\n${c.name}`)?.clients.push(c);
+  for (const t of view.tlsStacks) acc.get(`${t.listener}\n${t.name}`)?.stacks.push(t);
   const recordedPhase = new Map(view.names.map((n) => [`${n.listener}\n${n.name}`, n.phase]));
 
   const names: ReportName[] = [];
@@ -213,7 +215,7 @@ export function buildReport(view: RecordView, opts: ReportOptions): MigrationRep
       });
     }
   }
-  names.sort((x, y) => (x.listener ?? '').localeCompare(y.listener ?? '') || sortName(x.name).localeCompare(sortName(y.name)));
+  names.sort((x, y) => (x.listener ?? '\uffff').localeCompare(y.listener ?? '\uffff') || sortName(x.name).localeCompare(sortName(y.name)));
   return {
     generatedAt: iso(opts.now),
     since: iso(windowStart),

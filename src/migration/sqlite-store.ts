@@ -151,11 +151,24 @@ export class SqliteRecordStore implements RecordStore {
   }
 
   write(batch: RecordBatch): Promise<void> {
-    this.writeBatch(batch);
-    return Promise.resolve();
+    try {
+      this.writeBatch(batch);
+      return Promise.resolve();
+    } catch (e) {
+      return Promise.reject(e as Error);
+    }
   }
 
   prune(now: number, limits: StoreLimits): Promise<void> {
+    try {
+      this.pruneNow(now, limits);
+      return Promise.resolve();
+    } catch (e) {
+      return Promise.reject(e as Error);
+    }
+  }
+
+  private pruneNow(now: number, limits: StoreLimits): void {
     const oldest = now - limits.retention;
     this.db.transaction(() => {
       this.db.prepare('DELETE FROM minutes WHERE minute < ?').run(Math.floor(oldest / 60_000));
@@ -173,7 +186,6 @@ export class SqliteRecordStore implements RecordStore {
         this.stmts.bump.run(key, excess);
       }
     })();
-    return Promise.resolve();
   }
 
   read(since: number): Promise<RecordView> {
