@@ -19,6 +19,8 @@ export interface MinuteDelta {
   /** Every plaintext connection, exempt ones included. */
   plain: number;
   plainExempt: number;
+  /** TLS connections of this minute in this batch that were fingerprinted (see noteTls). */
+  tlsSampled: number;
 }
 
 /** Per (listener, name, client IP, User-Agent): a plaintext client. */
@@ -78,6 +80,9 @@ export interface RecordLimits {
   readonly maxPendingClients: number;
   readonly maxPendingTlsStacks: number;
 }
+
+/** TLS hellos fingerprinted per (listener, name, minute) and batch: the rest are only counted. */
+export const TLS_SAMPLES_PER_BATCH = 32;
 
 /** The name a listener's connections are counted under once it has seen `maxNames` names. */
 export const OVERFLOW_NAME = '*';
@@ -207,12 +212,21 @@ export class MigrationRecorder {
     this.counters.connections++;
   }
 
-  /** `ja4` is read only when the stack is new in this batch (it is computed lazily, ja4.ts). */
+  /**
+   * Every TLS connection is counted; at most TLS_SAMPLES_PER_BATCH per name and batch are fingerprinted
+   * (`ja4` computes JA4 on first read, ~6 µs: two SHA-256 and two sorts), so the TLS stacks are a sample
+   * that finds every stack in use without paying JA4 on every handshake.
+   */
   noteTls(listener: string, sni: string | undefined, version: () => string, alpn: readonly string[] | undefined, ja4: () => string): void {
     const t = this.now();
     const name = this.bounded(listener, recordName(sni));
-    this.minute(listener, name, t).tls++;
+    const m = this.minute(listener, name, t);
+    m.tls++;
     this.countOutcome(listener, name, 'tls', 'spliced');
+    this.pending++;
+    this.counters.connections++;
+    if (m.tlsSampled >= TLS_SAMPLES_PER_BATCH) return;
+    m.tlsSampled++;
     const fp = ja4();
     const key = `${listener}\n${name}\n${fp}`;
     const s = this.tlsStacks.get(key);
@@ -222,8 +236,6 @@ export class MigrationRecorder {
     } else if (this.tlsStacks.size < this.limits.maxPendingTlsStacks) {
       this.tlsStacks.set(key, { listener, name, ja4: fp, version: version(), alpn: alpn === undefined ? '' : alpn.join(','), count: 1, firstSeen: t, lastSeen: t });
     } else this.counters.tlsStacksDropped++;
-    this.pending++;
-    this.counters.connections++;
   }
 
   /** The deltas since the last call (undefined when nothing happened), and a fresh start. */
@@ -269,7 +281,7 @@ export class MigrationRecorder {
     const key = `${listener}\n${name}\n${minute}`;
     let m = this.minutes.get(key);
     if (m === undefined) {
-      m = { listener, name, minute, tls: 0, plain: 0, plainExempt: 0 };
+      m = { listener, name, minute, tls: 0, plain: 0, plainExempt: 0, tlsSampled: 0 };
       this.minutes.set(key, m);
     }
     return m;

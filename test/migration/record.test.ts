@@ -1,7 +1,7 @@
 // The record's in-memory aggregation and the report built from a record view (issue 13 §2–3): counts per
 // minute and per client equal what was noted, the caps hold, and the verdict follows the quiet period.
 import test from 'ava';
-import { firstPathSegment, MigrationRecorder, offeredTlsVersion, OVERFLOW_NAME, recordName, type RecordBatch } from '../../src/migration/record.js';
+import { firstPathSegment, MigrationRecorder, offeredTlsVersion, OVERFLOW_NAME, recordName, TLS_SAMPLES_PER_BATCH, type RecordBatch } from '../../src/migration/record.js';
 import type { RecordView } from '../../src/migration/record-store.js';
 import { buildReport, formatPeriod, isBotUserAgent, reportExitCode, reportReadSince } from '../../src/migration/report.js';
 
@@ -107,6 +107,19 @@ test('distinct clients per batch are capped; the connections still count per min
   t.is(b.tlsStacks.length, 2);
   t.is(r.counters.tlsStacksDropped, 3);
   t.like(b.minutes[0]!, { plain: 25, tls: 5 });
+});
+
+test('every TLS connection is counted; at most TLS_SAMPLES_PER_BATCH per name and minute are fingerprinted', (t) => {
+  const { r } = recorder();
+  let ja4Reads = 0;
+  for (let i = 0; i < TLS_SAMPLES_PER_BATCH * 3; i++) r.noteTls('ks', 'a', () => '1.3', undefined, () => (ja4Reads++, i % 2 === 0 ? 'even' : 'odd'));
+  const b = r.take()!;
+  t.is(b.minutes[0]!.tls, TLS_SAMPLES_PER_BATCH * 3);
+  t.is(ja4Reads, TLS_SAMPLES_PER_BATCH);
+  t.deepEqual(b.tlsStacks.map((s) => s.ja4).sort(), ['even', 'odd'], 'both stacks found in the sample');
+  // The next batch samples afresh.
+  r.noteTls('ks', 'a', () => '1.3', undefined, () => 'later');
+  t.deepEqual(r.take()!.tlsStacks.map((s) => s.ja4), ['later']);
 });
 
 test('report: counts, share, clients newest first, and the verdicts safe / not-safe / no-traffic', (t) => {
