@@ -53,7 +53,11 @@ function wireSignals(
       .shutdown()
       .then(onExit)
       .then(() => {
-        logger.info({ closes: runtime.stats.closes, acceptErrors: runtime.stats.acceptErrors, affinity: runtime.affinityStats() }, 'stopped');
+        const migration = runtime.migrationRecordStats();
+        logger.info(
+          { closes: runtime.stats.closes, acceptErrors: runtime.stats.acceptErrors, affinity: runtime.affinityStats(), ...(migration !== undefined && { migration }) },
+          'stopped',
+        );
         process.exit(0);
       });
   };
