@@ -145,15 +145,31 @@ export function offeredTlsVersion(legacy: number, supported: readonly number[] |
   return `0x${best.toString(16).padStart(4, '0')}`;
 }
 
+/**
+ * Everything about one (listener, name) the hot path touches, found with two Map lookups and no string
+ * built: this batch's current minute, its clients, the name's phase and the outcome totals.
+ */
+interface NameSlot {
+  readonly listener: string;
+  readonly name: string;
+  /** The batch `minute`, `seen` and `clients` belong to: older ones are stale and replaced on use. */
+  batch: number;
+  minute: MinuteDelta | undefined;
+  seen: NameSeen | undefined;
+  /** ip → User-Agent → client, this batch. */
+  clients: Map<string, Map<string, ClientDelta>>;
+  readonly outcomes: Map<string, OutcomeCount>;
+}
+
 export class MigrationRecorder {
-  private minutes = new Map<string, MinuteDelta>();
-  private clients = new Map<string, ClientDelta>();
+  private batch = 0;
+  private minutes: MinuteDelta[] = [];
+  private clients: ClientDelta[] = [];
   private tlsStacks = new Map<string, TlsStackDelta>();
-  private names = new Map<string, NameSeen>();
+  private names: NameSeen[] = [];
   private pending = 0;
-  /** Names seen per listener (bounded by maxNames): decides when a new one folds into OVERFLOW_NAME. */
-  private readonly known = new Map<string, Set<string>>();
-  private readonly outcomes = new Map<string, OutcomeCount>();
+  /** listener → name → slot; at most maxNames names per listener (then OVERFLOW_NAME). */
+  private readonly slots = new Map<string, Map<string, NameSlot>>();
   readonly counters: RecordCounters = { connections: 0, namesOverflow: 0, clientsDropped: 0, tlsStacksDropped: 0 };
 
   constructor(
@@ -173,16 +189,23 @@ export class MigrationRecorder {
     phase: MigrationPhase | undefined,
   ): void {
     const t = this.now();
-    const name = this.bounded(listener, recordName(host));
+    const slot = this.slot(listener, recordName(host));
     const exempt = outcome === 'exempt';
-    const m = this.minute(listener, name, t);
+    const m = this.minute(slot, t);
     m.plain++;
     if (exempt) m.plainExempt++;
-    this.noteName(listener, name, phase ?? '', t);
-    this.countOutcome(listener, name, protocol, outcome);
+    const seen = slot.seen;
+    if (seen === undefined) {
+      slot.seen = { listener, name: slot.name, phase: phase ?? '', lastSeen: t };
+      this.names.push(slot.seen);
+    } else {
+      seen.phase = phase ?? '';
+      seen.lastSeen = t;
+    }
+    countOutcome(slot, protocol, outcome);
     const ua = userAgent ?? '';
-    const key = `${listener}\n${name}\n${ip}\n${ua}`;
-    const c = this.clients.get(key);
+    let byUa = slot.clients.get(ip);
+    const c = byUa?.get(ua);
     const path = target === undefined ? '' : firstPathSegment(target);
     if (c !== undefined) {
       c.count++;
@@ -192,10 +215,10 @@ export class MigrationRecorder {
       c.protocol = protocol;
       c.method = method ?? '';
       c.path = path;
-    } else if (this.clients.size < this.limits.maxPendingClients) {
-      this.clients.set(key, {
+    } else if (this.clients.length < this.limits.maxPendingClients) {
+      const fresh: ClientDelta = {
         listener,
-        name,
+        name: slot.name,
         ip,
         userAgent: ua,
         count: 1,
@@ -206,7 +229,10 @@ export class MigrationRecorder {
         protocol,
         method: method ?? '',
         path,
-      });
+      };
+      if (byUa === undefined) slot.clients.set(ip, (byUa = new Map()));
+      byUa.set(ua, fresh);
+      this.clients.push(fresh);
     } else this.counters.clientsDropped++;
     this.pending++;
     this.counters.connections++;
@@ -219,22 +245,22 @@ export class MigrationRecorder {
    */
   noteTls(listener: string, sni: string | undefined, version: () => string, alpn: readonly string[] | undefined, ja4: () => string): void {
     const t = this.now();
-    const name = this.bounded(listener, recordName(sni));
-    const m = this.minute(listener, name, t);
+    const slot = this.slot(listener, recordName(sni));
+    const m = this.minute(slot, t);
     m.tls++;
-    this.countOutcome(listener, name, 'tls', 'spliced');
+    countOutcome(slot, 'tls', 'spliced');
     this.pending++;
     this.counters.connections++;
     if (m.tlsSampled >= TLS_SAMPLES_PER_BATCH) return;
     m.tlsSampled++;
     const fp = ja4();
-    const key = `${listener}\n${name}\n${fp}`;
+    const key = `${listener}\n${slot.name}\n${fp}`;
     const s = this.tlsStacks.get(key);
     if (s !== undefined) {
       s.count++;
       s.lastSeen = t;
     } else if (this.tlsStacks.size < this.limits.maxPendingTlsStacks) {
-      this.tlsStacks.set(key, { listener, name, ja4: fp, version: version(), alpn: alpn === undefined ? '' : alpn.join(','), count: 1, firstSeen: t, lastSeen: t });
+      this.tlsStacks.set(key, { listener, name: slot.name, ja4: fp, version: version(), alpn: alpn === undefined ? '' : alpn.join(','), count: 1, firstSeen: t, lastSeen: t });
     } else this.counters.tlsStacksDropped++;
   }
 
@@ -242,65 +268,69 @@ export class MigrationRecorder {
   take(): RecordBatch | undefined {
     if (this.pending === 0) return undefined;
     const batch: RecordBatch = {
-      minutes: [...this.minutes.values()],
-      clients: [...this.clients.values()],
+      minutes: this.minutes,
+      clients: this.clients,
       tlsStacks: [...this.tlsStacks.values()],
-      names: [...this.names.values()],
+      names: this.names,
       connections: this.pending,
     };
-    this.minutes = new Map();
-    this.clients = new Map();
+    // Slots notice the new batch number and start afresh when next used.
+    this.batch++;
+    this.minutes = [];
+    this.clients = [];
     this.tlsStacks = new Map();
-    this.names = new Map();
+    this.names = [];
     this.pending = 0;
     return batch;
   }
 
   /** Totals by (listener, name, protocol, outcome) since start. */
-  outcomeCounts(): IterableIterator<OutcomeCount> {
-    return this.outcomes.values();
+  *outcomeCounts(): IterableIterator<OutcomeCount> {
+    for (const names of this.slots.values()) for (const slot of names.values()) yield* slot.outcomes.values();
   }
 
-  private bounded(listener: string, name: string): string {
-    let set = this.known.get(listener);
-    if (set === undefined) {
-      set = new Set();
-      this.known.set(listener, set);
+  private slot(listener: string, name: string): NameSlot {
+    let names = this.slots.get(listener);
+    if (names === undefined) this.slots.set(listener, (names = new Map()));
+    let slot = names.get(name);
+    if (slot === undefined) {
+      if (names.size >= this.limits.maxNames && name !== OVERFLOW_NAME) {
+        this.counters.namesOverflow++;
+        return this.slot(listener, OVERFLOW_NAME);
+      }
+      slot = { listener, name, batch: this.batch, minute: undefined, seen: undefined, clients: new Map(), outcomes: new Map() };
+      names.set(name, slot);
     }
-    if (set.has(name)) return name;
-    if (set.size >= this.limits.maxNames) {
-      this.counters.namesOverflow++;
-      return OVERFLOW_NAME;
+    if (slot.batch !== this.batch) {
+      slot.batch = this.batch;
+      slot.minute = undefined;
+      slot.seen = undefined;
+      slot.clients = new Map();
     }
-    set.add(name);
-    return name;
+    return slot;
   }
 
-  private minute(listener: string, name: string, t: number): MinuteDelta {
+  private minute(slot: NameSlot, t: number): MinuteDelta {
     const minute = Math.floor(t / 60_000);
-    const key = `${listener}\n${name}\n${minute}`;
-    let m = this.minutes.get(key);
-    if (m === undefined) {
-      m = { listener, name, minute, tls: 0, plain: 0, plainExempt: 0, tlsSampled: 0 };
-      this.minutes.set(key, m);
+    let m = slot.minute;
+    if (m === undefined || m.minute !== minute) {
+      m = { listener: slot.listener, name: slot.name, minute, tls: 0, plain: 0, plainExempt: 0, tlsSampled: 0 };
+      slot.minute = m;
+      this.minutes.push(m);
     }
     return m;
   }
+}
 
-  private noteName(listener: string, name: string, phase: MigrationPhase | '', t: number): void {
-    const key = `${listener}\n${name}`;
-    const n = this.names.get(key);
-    if (n === undefined) this.names.set(key, { listener, name, phase, lastSeen: t });
-    else {
-      n.phase = phase;
-      n.lastSeen = t;
-    }
-  }
+const OUTCOMES: readonly ClientOutcome[] = ['spliced', 'redirected', 'rejected', 'exempt'];
+/** The outcome keys, built once: at most thirteen per slot, and no string built per connection. */
+const OUTCOME_KEYS: Readonly<Record<PlainProtocol, Readonly<Record<ClientOutcome, string>>>> = Object.fromEntries(
+  (['http', 'h2c', 'other'] as const).map((p) => [p, Object.fromEntries(OUTCOMES.map((o) => [o, `${p}/${o}`]))]),
+) as never;
 
-  private countOutcome(listener: string, name: string, protocol: PlainProtocol | 'tls', outcome: ClientOutcome): void {
-    const key = `${listener}\n${name}\n${protocol}\n${outcome}`;
-    const o = this.outcomes.get(key);
-    if (o !== undefined) o.count++;
-    else this.outcomes.set(key, { listener, name, protocol, outcome, count: 1 });
-  }
+function countOutcome(slot: NameSlot, protocol: PlainProtocol | 'tls', outcome: ClientOutcome): void {
+  const key = protocol === 'tls' ? 'tls' : OUTCOME_KEYS[protocol][outcome];
+  const o = slot.outcomes.get(key);
+  if (o !== undefined) o.count++;
+  else slot.outcomes.set(key, { listener: slot.listener, name: slot.name, protocol, outcome, count: 1 });
 }
