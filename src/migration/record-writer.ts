@@ -29,7 +29,7 @@ export interface WriterCounters {
 export async function openRecordStore(store: MigrationStoreConfig, record: MigrationRecordConfig, logger: Logger | undefined): Promise<RecordStore> {
   if (store.kind === 'sqlite') return new SqliteRecordStore(store.path);
   const redis = new RedisRecordStore(store.url, { prefix: record.redisPrefix, retention: record.retention });
-  if (!(await redis.connect())) logger?.error({ store: redis.describe }, 'migration store unreachable: recording continues in memory and is written once it answers');
+  if (!(await redis.connect())) logger?.error({ store: redis.describe }, 'migration store unreachable: batches are lost (and counted) until it answers');
   return redis;
 }
 

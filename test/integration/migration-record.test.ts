@@ -272,7 +272,7 @@ testWithTools(TOOLS, 'Redis down at start: twinport starts, says so, and splices
   const file = join(dir, 'tp.yaml');
   writeFileSync(file, configText(b, port, `redis://127.0.0.1:${await freePort()}/0`));
   const p = await startTwinport(t, file);
-  t.truthy(p.lines.find((l) => l.msg === 'migration store unreachable: recording continues in memory and is written once it answers'));
+  t.truthy(p.lines.find((l) => l.msg === 'migration store unreachable: batches are lost (and counted) until it answers'));
   t.regex(await curl(t, port, 'k.internal'), /^plain GET/);
   await tlsHello(t, port, 'k.internal');
   await waitCloses(p, 2);
