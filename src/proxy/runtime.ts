@@ -20,11 +20,36 @@ import { CLOSE_REASONS, type CloseReason } from './reasons.js';
 import { openRecordStore, RecordWriter } from '../migration/record-writer.js';
 import { buildReport, reportReadSince, type MigrationReport } from '../migration/report.js';
 import { phaseFor } from '../migration/phase.js';
-import type { OutcomeCount } from '../migration/record.js';
+import { OVERFLOW_NAME, type OutcomeCount } from '../migration/record.js';
 
 /** See logFault. */
 const FAULTS_PER_SECOND = 10;
 const MAX_STACK = 4096;
+
+/** Names per listener in migrationCounters(): the rest are summed under OVERFLOW_NAME. */
+const METRIC_NAMES = 100;
+
+export function boundedOutcomes(counts: readonly OutcomeCount[], maxNames: number): OutcomeCount[] {
+  const totals = new Map<string, Map<string, number>>();
+  for (const c of counts) {
+    let names = totals.get(c.listener);
+    if (names === undefined) totals.set(c.listener, (names = new Map()));
+    names.set(c.name, (names.get(c.name) ?? 0) + c.count);
+  }
+  const kept = new Map<string, Set<string>>();
+  for (const [listener, names] of totals) {
+    kept.set(listener, new Set([...names].filter(([n]) => n !== OVERFLOW_NAME).sort((a, b) => b[1] - a[1]).slice(0, maxNames).map(([n]) => n)));
+  }
+  const out = new Map<string, OutcomeCount>();
+  for (const c of counts) {
+    const name = kept.get(c.listener)!.has(c.name) ? c.name : OVERFLOW_NAME;
+    const key = `${c.listener}\n${name}\n${c.protocol}\n${c.outcome}`;
+    const o = out.get(key);
+    if (o !== undefined) o.count += c.count;
+    else out.set(key, { listener: c.listener, name, protocol: c.protocol, outcome: c.outcome, count: c.count });
+  }
+  return [...out.values()];
+}
 
 function hasMigration(config: TwinportConfig): boolean {
   return config.listeners.some((l) => l.migration !== undefined);
@@ -200,9 +225,15 @@ export class ProxyRuntime {
     return buildReport(view, { now, ...opts, phaseOf: configPhaseOf(this.config) });
   }
 
-  /** Connections per (listener, name, protocol, outcome) since start, on migration listeners. */
-  migrationCounters(): Iterable<OutcomeCount> {
-    return this.record?.recorder.outcomeCounts() ?? [];
+  /**
+   * Connections per (listener, name, protocol, outcome) since start, on migration listeners: the `maxNames`
+   * busiest names of each listener, the rest summed under "*" (a metric's label set must stay small
+   * whatever Host headers clients make up).
+   */
+  migrationCounters(maxNames = METRIC_NAMES): OutcomeCount[] {
+    const record = this.record;
+    if (record === undefined) return [];
+    return boundedOutcomes([...record.recorder.outcomeCounts()], maxNames);
   }
 
   /** The record writer's and recorder's counters (batches, failures, lost, evictions), when recording. */

@@ -191,3 +191,20 @@ test('bots and health checkers are recognised by User-Agent; periods print as wr
   t.is(formatPeriod(30 * 24 * H), '30d');
   t.is(formatPeriod(90 * 60_000), '90m');
 });
+
+test('the outcome metric keeps the busiest names per listener and sums the rest under "*"', async (t) => {
+  const { boundedOutcomes } = await import('../../src/proxy/runtime.js');
+  const counts = [
+    { listener: 'ks', name: 'a', protocol: 'http' as const, outcome: 'spliced' as const, count: 10 },
+    { listener: 'ks', name: 'b', protocol: 'http' as const, outcome: 'spliced' as const, count: 5 },
+    { listener: 'ks', name: 'c', protocol: 'http' as const, outcome: 'spliced' as const, count: 1 },
+    { listener: 'ks', name: '*', protocol: 'http' as const, outcome: 'spliced' as const, count: 2 },
+    { listener: 'ks', name: 'c', protocol: 'tls' as const, outcome: 'spliced' as const, count: 3 },
+  ];
+  const out = boundedOutcomes(counts, 2);
+  t.deepEqual(
+    out.map((o) => `${o.name}/${o.protocol}=${o.count}`).sort(),
+    ['*/http=3', '*/tls=3', 'a/http=10', 'b/http=5'],
+  );
+  t.is(out.reduce((n, o) => n + o.count, 0), counts.reduce((n, o) => n + o.count, 0), 'nothing lost');
+});
