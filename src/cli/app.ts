@@ -16,6 +16,7 @@ import { Notifier } from './notify.js';
 import { takeStateFile } from './state-handoff.js';
 import { runReloadCommand, runUpgradeCommand } from './upgrade-command.js';
 import { runInspect } from './inspect.js';
+import { runReport, type ReportCliOptions } from './report.js';
 import { createLogger, type LogFormat } from './logger.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -230,6 +231,28 @@ program
     exitOnStopSignals();
     try {
       process.stdout.write(`${await runInspect(file, { ...(opts.hex !== undefined && { hex: opts.hex }), ...(opts.final !== undefined && { final: opts.final }) })}\n`);
+    } catch (e) {
+      fail(describeError(e));
+    }
+  });
+
+program
+  .command('report')
+  .description('who still speaks plaintext on migration listeners, and whether it is safe to turn it off: exit 0 when every name is safe (or has no traffic), 3 when not')
+  .option('-c, --config <file>', 'read the store of this config (migration_store)')
+  .option('--store <path|url>', 'read this SQLite file or redis:// URL')
+  .option('--admin <url>', "read a running instance's admin API (GET /migration)")
+  .option('--token-file <file>', 'bearer token for --admin (default: $TWINPORT_ADMIN_TOKEN)')
+  .option('--since <period>', 'window for counts and clients (units ms, s, m, h, d)', '24h')
+  .option('--quiet-for <period>', 'how long without non-exempt plaintext makes a name safe', '24h')
+  .option('--name <name>', 'only this Host/SNI (repeatable)', (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
+  .addOption(new Option('--format <format>', 'output').choices(['table', 'json', 'csv']).default('table'))
+  .action(async (opts: ReportCliOptions) => {
+    try {
+      const { text, exitCode } = await runReport(opts);
+      // Not process.exit: a long report on a pipe must be written out before the process ends.
+      process.exitCode = exitCode;
+      process.stdout.write(`${text}\n`);
     } catch (e) {
       fail(describeError(e));
     }

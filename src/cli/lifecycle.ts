@@ -76,7 +76,11 @@ export function wireLifecycle(o: LifecycleOptions): void {
       .then(() => {
         if (o.pidFile !== undefined) removePidFileIfOurs(o.pidFile);
         const drainMs = Math.round(performance.now() - drainStarted);
-        logger.info({ closes: runtime.stats.closes, acceptErrors: runtime.stats.acceptErrors, affinity: runtime.affinityStats(), drainMs }, 'stopped');
+        const migration = runtime.migrationRecordStats();
+        logger.info(
+          { closes: runtime.stats.closes, acceptErrors: runtime.stats.acceptErrors, affinity: runtime.affinityStats(), ...(migration !== undefined && { migration }), drainMs },
+          'stopped',
+        );
         process.exit(0);
       });
   };
