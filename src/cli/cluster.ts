@@ -43,6 +43,8 @@ export interface ClusterOptions {
 
 /** Minimum time between two forks of a replacement, so a worker that crashes at start cannot spin. */
 const RESPAWN_BACKOFF_MS = 1000;
+/** After an upgrade (rr), how long the workers keep accepting what the primary had queued for them. */
+const HANDOVER_QUEUE_MS = 250;
 /** A rolling restart gives up on a new worker that is not ready in this time (the old one stays). */
 const WORKER_READY_TIMEOUT_MS = 30_000;
 
@@ -207,7 +209,11 @@ export function runPrimary(opts: ClusterOptions): void {
       each('SIGTERM');
       return;
     }
-    for (const w of Object.values(cluster.workers ?? {})) if (w !== undefined) tellRetire(w);
+    // rr: stop this process's accepting first, let the workers take what it queued, then retire them.
+    if (opts.scheduling === 'rr') opts.sockets.stopAcceptingHere();
+    setTimeout(() => {
+      for (const w of Object.values(cluster.workers ?? {})) if (w !== undefined) tellRetire(w);
+    }, opts.scheduling === 'rr' ? HANDOVER_QUEUE_MS : 0);
   };
   setSignalHandler('SIGTERM', () => stop('SIGTERM'));
   setSignalHandler('SIGINT', () => stop('SIGINT'));

@@ -16,13 +16,19 @@ import { describeListenFds, INHERITED_ENV, takeListenFdsFor, type InheritedSocke
  * node:cluster opens when a worker listens. Bound but not yet listening, the port is refused for the
  * instant before the first worker listens, as it was when the first worker bound it.
  */
-type ServerHandleFactory = (address: string, port: number, addressType: 4 | 6, fd: undefined, flags: number) => { fd: number } | number;
+type ServerHandleFactory = (
+  address: string | null,
+  port: number,
+  addressType: 4 | 6 | -1,
+  fd: number | undefined,
+  flags: number,
+) => { fd: number; close(): void } | number;
 const createServerHandle = (net as unknown as { _createServerHandle: ServerHandleFactory })._createServerHandle;
 
 export class PrimarySockets {
   private readonly sockets: InheritedSocket[];
   /** The handles behind the descriptors the primary bound: kept (never closed) so nothing closes them. */
-  private readonly held: unknown[] = [];
+  private readonly held = new Map<number, { close(): void }>();
 
   constructor(inherited: readonly InheritedSocket[] | undefined) {
     this.sockets = [...(inherited ?? [])];
@@ -41,7 +47,7 @@ export class PrimarySockets {
         const err = new Error(`bind ${l.bind.text}: ${errnoName(handle)}`);
         throw new TwinportError('TWP_ERR_LISTEN', `${l.name} (${l.bind.text}): ${err.message}`, { cause: err });
       }
-      this.held.push(handle);
+      this.held.set(handle.fd, handle);
       const [described] = describeListenFds([{ fd: handle.fd, name: fdName(l.name) }]);
       // Not listening yet, so /proc does not list it among listening sockets: the address is the bind's.
       this.sockets.push({ ...described!, bind: l.bind.text, address: described?.address ?? { host: address, port: l.bind.port } });
@@ -51,6 +57,29 @@ export class PrimarySockets {
 
   list(): readonly InheritedSocket[] {
     return this.sockets;
+  }
+
+  /**
+   * After a binary upgrade, before the workers are retired (`--scheduling rr`): node:cluster's handle in
+   * this process accepts on each socket and queues connections for the workers, and closes whatever is
+   * still queued when the last worker leaves, which the clients see as a reset. Closing the primary's own
+   * handle on the same descriptor takes the descriptor out of this process's epoll set (libuv removes it
+   * on close, so that a description shared with another process sends no stray events), so no more
+   * connections are accepted here and the new process takes them all; what was queued is handed out to
+   * the workers, which still accept. node:cluster closes its handle later, when the last worker leaves:
+   * by then the number may be reused, which is why this is done only in a primary that is exiting.
+   */
+  stopAcceptingHere(): void {
+    for (const s of this.sockets) {
+      let h = this.held.get(s.fd);
+      if (h === undefined) {
+        const opened = createServerHandle(null, -1, -1, s.fd, 0);
+        if (typeof opened === 'number') continue;
+        h = opened;
+      }
+      this.held.delete(s.fd);
+      h.close();
+    }
   }
 
   /**

@@ -100,7 +100,8 @@ export class HealthChecker {
         seen.add(key);
         let r = this.tracked.get(key);
         if (r === undefined) {
-          const seeded = this.seed.get(key);
+          // Only active checks can bring a server back up: without them a seeded "down" would be for good.
+          const seeded = health === undefined ? undefined : this.seed.get(key);
           this.seed.delete(key);
           r = {
             pool: p.config.name,
@@ -138,7 +139,8 @@ export class HealthChecker {
 
   /**
    * Before the first apply(): the up/down state a previous process held (binary upgrade), so a server it
-   * knew to be down is not offered connections until its own checks find it up.
+   * knew to be down is not offered connections until its own checks find it up (`rise` passes). Pools
+   * with passive health only are not seeded: nothing would bring a seeded-down server back.
    */
   seedWith(states: readonly { pool: string; server: string; up: boolean }[]): void {
     this.seed = new Map(states.map((s) => [keyOf(s.pool, s.server), s.up]));

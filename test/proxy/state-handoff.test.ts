@@ -72,3 +72,17 @@ test('an unreadable or foreign state file is a problem to report, not a failure'
   const r = takeStateFile({ [STATE_FILE_ENV]: '/nonexistent/state.json' });
   t.regex(r.problem ?? '', /ENOENT/);
 });
+
+test('a pool with passive health only is not seeded down: no active check would ever bring the server back', (t) => {
+  const passive = parseConfigText(
+    'listeners:\n  - bind: "127.0.0.1:0"\n    routes: [{ match: { protocol: tls }, to: p }]\npools:\n  p:\n    passive_health: { fall: 1, down_for: 1h }\n    servers: ["127.0.0.1:1001"]\n',
+    'passive.yaml',
+  );
+  const pool = Object.values(passive.pools)[0]!;
+  const pools = new Map([[pool.name, { config: pool, state: new PoolState(pool) }]]);
+  const health = new HealthChecker(silent);
+  health.seedWith([{ pool: 'p', server: '127.0.0.1:1001', up: false }]);
+  health.apply(pools);
+  t.true(pools.get('p')!.state.isUp(0));
+  health.stop();
+});
