@@ -18,6 +18,9 @@ import { spawnUpgrade } from './upgrade.js';
 /** How often STATUS= carries fresh connection counts (each costs one short systemd-notify run). */
 export const STATUS_INTERVAL_MS = 5000;
 
+/** See stop() in wireLifecycle. */
+const RETIRED_WORKER_GRACE_MS = 300;
+
 /** Messages a worker sends the primary (cluster.ts) about its own lifecycle. */
 export type WorkerReport =
   | { readonly twinport: 'ready' }
@@ -73,6 +76,10 @@ export function wireLifecycle(o: LifecycleOptions): void {
     void runtime
       .shutdown({ handOver })
       .then(o.onExit)
+      // A retired worker stays a moment after its drain: a connection the primary handed it just before
+      // it stopped accepting is still on its way over IPC, and is handed back to another worker only if
+      // this one answers; once it has exited, the primary closes it (handoff-guard.ts), a reset.
+      .then(() => (handOver && cluster.isWorker ? new Promise((r) => setTimeout(r, RETIRED_WORKER_GRACE_MS)) : undefined))
       .then(() => {
         if (o.pidFile !== undefined) removePidFileIfOurs(o.pidFile);
         const drainMs = Math.round(performance.now() - drainStarted);

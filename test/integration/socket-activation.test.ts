@@ -72,6 +72,8 @@ for (const [workers, viaLauncher] of [[undefined, false], [2, false], [undefined
       const closes = await p.waitFor(() => p.lines.filter((l) => l.msg === 'close').length >= 2).then(() => p.lines.filter((l) => l.msg === 'close'));
       t.deepEqual(closes.map((l) => [l['listener'], l['reason']]), [['web', 'done'], ['api', 'done']]);
       if (workers !== undefined) {
+        // The first curl needed one worker; round-robin over both needs both listening.
+        await p.waitFor(() => p.lines.filter((l) => l.msg === 'listening' && l['listener'] === 'web').length >= workers);
         for (let i = 0; i < 6; i++) t.is(await curl(`http://127.0.0.1:${webPort}/`), 'activated\n');
         const pids = new Set(p.lines.filter((l) => l.msg === 'close').map((l) => l['pid']));
         t.is(pids.size, 2, 'both workers serve the inherited socket');
