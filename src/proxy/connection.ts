@@ -126,6 +126,10 @@ export class Connection implements EndpointSink {
   private exempt: 'source' | 'user-agent' | undefined;
   /** When the answer was written (the linger's bound). */
   private answeredAt = 0;
+  /** Routed by `on_peek_timeout: route`: the parser's view at the deadline (close line `failOpen`). */
+  private failOpen: string | undefined;
+  /** JA4 of the hello, computed at the verdict when `log.ja4` asks for it (close line `ja4`). */
+  private ja4: string | undefined;
 
   constructor(
     private readonly client: Endpoint,
@@ -279,7 +283,10 @@ export class Connection implements EndpointSink {
         if (!this.acceptProxyHeader(d.proxy)) return;
         if (d.protocol === 'tls') this.tlsHello = d.fields;
         const facts = factsFromMatch(d);
-        if (d.protocol === 'tls' && this.ctx.record !== undefined) this.recordTls(facts, d.fields);
+        if (d.protocol === 'tls') {
+          if (this.ctx.record !== undefined) this.recordTls(facts, d.fields);
+          if (this.ctx.logJa4) this.ja4 = d.fields.ja4;
+        }
         // TLS is never touched by a phase: its hot path pays one comparison.
         if (d.protocol !== 'tls' && this.listener.migration !== undefined && this.migrate(facts, d.protocol === 'http' ? d.fields : undefined)) return;
         this.dispatch(facts, () => this.finish('no-route'));
@@ -294,7 +301,13 @@ export class Connection implements EndpointSink {
         if (!this.acceptProxyHeader(d.proxy)) return;
         // A stream a probe claimed is that protocol, broken: the close line says which.
         if (d.protocol !== undefined) this.facts = { protocol: d.protocol };
-        if (d.incomplete) {
+        if (d.incomplete && trigger === 'deadline' && this.listener.onPeekTimeout === 'route' && !d.reason.startsWith('proxy.')) {
+          // Fail-open (sslh's on_timeout): what arrived by the deadline goes to the `protocol: other`
+          // route, bytes unchanged; without one it is the peek timeout after all.
+          this.failOpen = d.reason;
+          if (this.listener.migration !== undefined && this.migrate(OTHER_FACTS, undefined)) return;
+          this.dispatch(OTHER_FACTS, () => this.finish('peek-timeout', d.reason));
+        } else if (d.incomplete) {
           // Still a valid prefix of something when the input stopped (deadline, EOF, the byte cap): the
           // peek's outcome, with the parser's view as detail. Input that every probe refused, or that one
           // claimed and refused, gets the same answer below whether or not the cap was reached, so the
@@ -820,7 +833,11 @@ export class Connection implements EndpointSink {
         if (f.alpn.length > LOG_ALPN_NAMES) out['alpnCount'] = f.alpn.length;
       }
       if (f.hostHeader !== undefined) out['host'] = f.hostHeader;
+      if (f.other !== undefined) out['other'] = f.other;
+      if (f.ech === true) out['ech'] = true;
     }
+    if (this.ja4 !== undefined) out['ja4'] = this.ja4;
+    if (this.failOpen !== undefined) out['failOpen'] = this.failOpen;
     if (this.migrationPhase !== undefined) out['phase'] = this.migrationPhase;
     if (this.exempt !== undefined) out['exempt'] = this.exempt;
     if (this.route !== undefined) out['route'] = this.route.name ?? this.route.index;
