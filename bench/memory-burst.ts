@@ -1,11 +1,12 @@
 // What a burst of garbage connections leaves in twinport's memory once it is idle again (issue 12, item 10),
-// and which allocator holds it. For each io engine and each malloc setting: twinport started by its
+// and which allocator holds it. For each io engine and each setting (malloc tuning, V8's young generation): twinport started by its
 // launcher (bin/twinport) with that environment, idle RSS measured, a burst of garbage connections
 // (random bytes no probe claims, so they take the `other` route to a sink that discards them; each
 // client writes, half-closes and waits for twinport to close), then RSS right after and while it idles.
 //
 //   npm run build && node dist/bench/memory-burst.js [--connections 20000] [--concurrency 100]
-//       [--settle 30] [--engines libuv,streams] [--variants launcher,glibc,…] [--rounds 1] [--json]
+//       [--settle 30] [--engines libuv,streams] [--variants launcher,glibc-v8default,…] [--rounds 1]
+//       [--json] [--diagnose-gc]
 //       [--variant 'name=MALLOC_TRIM_THRESHOLD_=4194304,MALLOC_TOP_PAD_=0']   (repeatable: extra settings)
 //
 // Bounded: the connection count is fixed, at most --concurrency are open at once, everything on
@@ -57,14 +58,26 @@ const IDLE_BEFORE_S = 5;
 
 const MiB = 1024 * 1024;
 
-/** The settings compared. `launcher`: whatever bin/twinport sets by itself (no MALLOC_* from us). */
+/**
+ * The settings compared. The launcher puts its V8 flag first in NODE_OPTIONS and a later one wins, so a
+ * variant's own NODE_OPTIONS overrides it; `--max-semi-space-size=16` is V8's own cap on 64-bit Node 20
+ * (the new space grows to 2 × 16 MiB), i.e. the launcher without its V8 flag.
+ */
+const V8_DEFAULT = '--max-semi-space-size=16';
 const VARIANTS = new Map<string, Record<string, string>>([
+  // bin/twinport as shipped: whatever it sets by itself.
   ['launcher', {}],
-  ['glibc', { TWINPORT_MALLOC_TUNING: '0' }],
-  ['trim64M-pad16M', { MALLOC_TRIM_THRESHOLD_: String(64 * MiB), MALLOC_TOP_PAD_: String(16 * MiB) }],
-  ['trim4M-pad1M', { MALLOC_TRIM_THRESHOLD_: String(4 * MiB), MALLOC_TOP_PAD_: String(1 * MiB) }],
-  ['trim1M-pad0', { MALLOC_TRIM_THRESHOLD_: String(1 * MiB), MALLOC_TOP_PAD_: '0' }],
+  // bin/twinport before issue 12: malloc tuning only.
+  ['malloc64M-v8default', { MALLOC_TRIM_THRESHOLD_: String(64 * MiB), MALLOC_TOP_PAD_: String(16 * MiB), NODE_OPTIONS: V8_DEFAULT }],
+  // no tuning at all: glibc's and V8's defaults.
+  ['glibc-v8default', { TWINPORT_MALLOC_TUNING: '0', NODE_OPTIONS: V8_DEFAULT }],
+  // a smaller trim threshold alone
+  ['malloc4M-v8default', { MALLOC_TRIM_THRESHOLD_: String(4 * MiB), MALLOC_TOP_PAD_: String(1 * MiB), NODE_OPTIONS: V8_DEFAULT }],
+  // the young generation capped lower than the launcher's 4 MiB
+  ['semi2', { NODE_OPTIONS: '--max-semi-space-size=2' }],
+  ['semi1', { NODE_OPTIONS: '--max-semi-space-size=1' }],
 ]);
+const DEFAULT_VARIANTS = ['launcher', 'malloc64M-v8default', 'glibc-v8default', 'malloc4M-v8default', 'semi2'];
 for (const spec of args('variant')) {
   const eq = spec.indexOf('=');
   const env: Record<string, string> = {};
@@ -74,7 +87,7 @@ for (const spec of args('variant')) {
   }
   VARIANTS.set(spec.slice(0, eq), env);
 }
-const CHOSEN = (arg('variants') ?? [...VARIANTS.keys()].join(',')).split(',');
+const CHOSEN = (arg('variants') ?? DEFAULT_VARIANTS.join(',')).split(',');
 
 interface Memory {
   /** VmRSS. */
@@ -297,7 +310,7 @@ async function main(): Promise<void> {
     return;
   }
   console.log(`${CONNECTIONS} garbage connections, ${CONCURRENCY} at a time; RSS in MiB; "+${SETTLE_S} s" is after ${SETTLE_S} s idle.\n`);
-  console.log(`| engine | malloc setting | idle RSS | peak | right after | +${SETTLE_S} s | kept (+${SETTLE_S} s − idle) | of which main arena | V8 heapTotal kept | V8 heapUsed kept | external kept | proxy CPU ms/conn |`);
+  console.log(`| engine | setting | idle RSS | peak | right after | +${SETTLE_S} s | kept (+${SETTLE_S} s − idle) | of which main arena | V8 heapTotal kept | V8 heapUsed kept | external kept | proxy CPU ms/conn |`);
   console.log('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const r of rows) {
     console.log(

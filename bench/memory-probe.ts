@@ -2,7 +2,7 @@
 // twinport itself has no such hook). Every 250 ms it overwrites TWINPORT_BENCH_MEMORY_FILE with
 // process.memoryUsage(), so the bench can set V8's own figures (heap, external, ArrayBuffers) beside the
 // RSS and the malloc arena it reads from /proc. The timer is unref'd: it never keeps twinport alive.
-import { existsSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import v8 from 'node:v8';
 
 const file = process.env['TWINPORT_BENCH_MEMORY_FILE'];
@@ -17,7 +17,9 @@ if (file !== undefined && file !== '') {
         gc();
       }
       const spaces = Object.fromEntries(v8.getHeapSpaceStatistics().map((s) => [s.space_name, { size: s.space_size, used: s.space_used_size }]));
-      writeFileSync(file, JSON.stringify({ at: Date.now(), ...process.memoryUsage(), spaces }));
+      // Written aside and renamed, so the bench never reads a half-written file.
+      writeFileSync(`${file}.tmp`, JSON.stringify({ at: Date.now(), ...process.memoryUsage(), spaces }));
+      renameSync(`${file}.tmp`, file);
     } catch {
       // the bench went away: nothing to report to
     }
