@@ -6,7 +6,7 @@
 //
 //   npm run build && node dist/bench/memory-burst.js [--connections 20000] [--concurrency 100]
 //       [--settle 30] [--engines libuv,streams] [--variants launcher,glibc-v8default,…] [--rounds 1]
-//       [--json] [--diagnose-gc]
+//       [--json] [--diagnose-gc] [--launcher PATH]
 //       [--variant 'name=MALLOC_TRIM_THRESHOLD_=4194304,MALLOC_TOP_PAD_=0']   (repeatable: extra settings)
 //
 // Bounded: the connection count is fixed, at most --concurrency are open at once, everything on
@@ -27,7 +27,8 @@ import { freePort, spawnChild, waitForPort, type Child } from './children.js';
 import { CLK_TCK, treeUsage } from './proc-stats.js';
 
 const repoRoot = resolve(fileURLToPath(new URL('../..', import.meta.url)));
-const LAUNCHER = join(repoRoot, 'bin', 'twinport');
+/** --launcher PATH: another launcher (e.g. a copy with other node flags on its exec line) for every row. */
+const LAUNCHER = process.argv.includes('--launcher') ? resolve(process.argv[process.argv.indexOf('--launcher') + 1]!) : join(repoRoot, 'bin', 'twinport');
 const PROBE = fileURLToPath(new URL('./memory-probe.js', import.meta.url));
 
 function arg(name: string): string | undefined {
@@ -73,11 +74,11 @@ const VARIANTS = new Map<string, Record<string, string>>([
   ['glibc-v8default', { TWINPORT_MALLOC_TUNING: '0', NODE_OPTIONS: V8_DEFAULT }],
   // a smaller trim threshold alone
   ['malloc4M-v8default', { MALLOC_TRIM_THRESHOLD_: String(4 * MiB), MALLOC_TOP_PAD_: String(1 * MiB), NODE_OPTIONS: V8_DEFAULT }],
-  // the young generation capped lower than the launcher's 4 MiB
-  ['semi2', { NODE_OPTIONS: '--max-semi-space-size=2' }],
+  // the young generation capped lower or higher than the launcher's 2 MiB
   ['semi1', { NODE_OPTIONS: '--max-semi-space-size=1' }],
+  ['semi4', { NODE_OPTIONS: '--max-semi-space-size=4' }],
 ]);
-const DEFAULT_VARIANTS = ['launcher', 'malloc64M-v8default', 'glibc-v8default', 'malloc4M-v8default', 'semi2'];
+const DEFAULT_VARIANTS = ['launcher', 'malloc64M-v8default', 'glibc-v8default', 'malloc4M-v8default', 'semi4'];
 for (const spec of args('variant')) {
   const eq = spec.indexOf('=');
   const env: Record<string, string> = {};
