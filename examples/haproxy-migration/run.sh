@@ -9,7 +9,7 @@
 # Other ports (for a second copy, or a test): PORT (twinport, 5000), HAPROXY_HTTP_PORT (15000) and
 # HAPROXY_HTTPS_PORT (15443). HAProxy reads the last two from its environment; twinport's config has no
 # variables, so with other ports run.sh writes a copy of twinport.yaml with only those numbers changed
-# to .run/twinport.yaml and runs that. TWINPORT names the twinport command (default: this checkout's
+# to a temporary directory (removed when it stops) and runs that. TWINPORT names the twinport command (default: this checkout's
 # bin/twinport, which needs `npm run build` once; an installed `twinport` works too).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -23,12 +23,14 @@ TWINPORT=${TWINPORT:-../../bin/twinport}
 haproxy -c -q -f haproxy.cfg
 
 config=twinport.yaml
+tmp=
 if [ "$PORT/$HAPROXY_HTTP_PORT/$HAPROXY_HTTPS_PORT" != 5000/15000/15443 ]; then
-  mkdir -p .run
+  tmp=$(mktemp -d)
   sed -e "s/\"127\.0\.0\.1:5000\"/\"127.0.0.1:$PORT\"/" \
     -e "s/\"127\.0\.0\.1:15000\"/\"127.0.0.1:$HAPROXY_HTTP_PORT\"/" \
-    -e "s/\"127\.0\.0\.1:15443\"/\"127.0.0.1:$HAPROXY_HTTPS_PORT\"/" twinport.yaml > .run/twinport.yaml
-  config=.run/twinport.yaml
+    -e "s/\"127\.0\.0\.1:15443\"/\"127.0.0.1:$HAPROXY_HTTPS_PORT\"/" twinport.yaml > "$tmp/twinport.yaml"
+  config=$tmp/twinport.yaml
+  echo "run.sh: twinport.yaml with ports $PORT, $HAPROXY_HTTP_PORT, $HAPROXY_HTTPS_PORT: $config" >&2
 fi
 
 haproxy -db -f haproxy.cfg &
@@ -38,6 +40,7 @@ twinport_pid=$!
 stop() {
   kill -TERM "$twinport_pid" "$haproxy_pid" 2>/dev/null || true
   wait "$twinport_pid" "$haproxy_pid" 2>/dev/null || true
+  [ -z "$tmp" ] || rm -rf "$tmp"
 }
 trap 'stop; exit 0' INT TERM
 # Whichever exits first (a bad config, a port in use) takes the other down with it.

@@ -132,7 +132,8 @@ testWithTools(TOOLS, 'examples/haproxy-migration as shipped: make-cert.sh, hapro
       [`127.0.0.2:${securePort}`, 'tls', 'haproxy-tls'],
     ].sort(),
   );
-  t.true(existsSync(`${EXAMPLE}.run/twinport.yaml`), 'other ports ran a copy of the config, not an edited original');
+  const copy = /run\.sh: twinport\.yaml with ports \d+, \d+, \d+: (\S+)/.exec(out)?.[1] ?? '';
+  t.regex(readFileSync(copy, 'utf8'), new RegExp(`bind: "127\\.0\\.0\\.1:${port}"`), 'other ports ran a copy of the config…');
   t.regex(readFileSync(`${EXAMPLE}twinport.yaml`, 'utf8'), /bind: "127\.0\.0\.1:5000"/);
 
   // SIGTERM to run.sh stops both servers and exits 0.
@@ -142,4 +143,5 @@ testWithTools(TOOLS, 'examples/haproxy-migration as shipped: make-cert.sh, hapro
   t.is(await exited(run), 0, out);
   t.false(alive(twinportPid), 'twinport stopped with run.sh');
   t.false(await accepts(httpsPort), 'HAProxy stopped with run.sh');
+  t.false(existsSync(copy), 'and the copy went with them');
 });
