@@ -30,6 +30,15 @@ if (launcher !== undefined && launcher === String(process.ppid)) {
   } catch {
     // The launcher is gone: nothing holds signals for us.
   }
+  // A launcher killed outright (SIGKILL cannot be forwarded) would leave node running with nobody to
+  // signal it by the pid that was started: node stops too, gracefully (SIGTERM to itself).
+  const parent = process.ppid;
+  const watch = setInterval(() => {
+    if (process.ppid === parent) return;
+    clearInterval(watch);
+    process.kill(process.pid, 'SIGTERM');
+  }, 1000);
+  watch.unref();
 }
 
 /**

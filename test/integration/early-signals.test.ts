@@ -101,3 +101,27 @@ for (const signal of ['SIGHUP', 'SIGUSR2', 'SIGTERM'] as const) {
     t.deepEqual(outcomes.filter((o) => !o.sawEffect).map((o) => o.delay), [], 'every held signal was handled, none lost');
   });
 }
+
+test('a launcher killed outright (SIGKILL, which it cannot forward) does not leave node running', async (t) => {
+  const child = spawn(LAUNCHER, ['run', '-c', file], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const nodePid = await new Promise<number>((resolve) =>
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      if (line.includes('"msg":"ready"')) resolve((JSON.parse(line) as { pid: number }).pid);
+    }),
+  );
+  t.not(nodePid, child.pid, 'node runs as the launcher\'s child');
+  child.kill('SIGKILL');
+  const deadline = Date.now() + 10_000;
+  let gone = false;
+  while (!gone && Date.now() < deadline) {
+    try {
+      process.kill(nodePid, 0);
+      gone = /^\d+ \(.*\) Z/.test(readFileSync(`/proc/${nodePid}/stat`, 'utf8'));
+    } catch {
+      gone = true;
+    }
+    if (!gone) await new Promise((r) => setTimeout(r, 50));
+  }
+  if (!gone) process.kill(nodePid, 'SIGKILL');
+  t.true(gone, 'node stopped once its launcher was gone');
+});
