@@ -14,6 +14,11 @@ export const ERROR_CODES = {
   TWP_ERR_POOL_MAGLEV_SIZE: 'the Maglev table size is not a usable prime',
   TWP_ERR_POOL_INDEX: 'a server index is outside its pool',
   TWP_ERR_POOL_WEIGHT: 'a server weight must be a finite number of at least 0',
+  TWP_ERR_ADMIN_UNKNOWN_POOL: 'the admin request names a pool the running config does not have',
+  TWP_ERR_ADMIN_UNKNOWN_SERVER: 'the admin request names a server its pool does not have',
+  TWP_ERR_ADMIN_TOKEN: 'the admin token file could not be read or is empty',
+  TWP_ERR_ADMIN_LISTEN: 'the admin listener could not bind its address',
+  TWP_ERR_ADMIN_REQUEST: 'the admin API answered with an error',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -120,6 +120,35 @@ const Migration = Type.Object(
   { additionalProperties: false, description: 'Moving this port from plaintext HTTP to HTTPS (docs/migration.md). TLS is never touched.' },
 );
 
+const RateFields = {
+  rate: Type.Optional(Type.Integer({ minimum: 1, description: 'New connections per second (token bucket).' })),
+  burst: Type.Optional(Type.Integer({ minimum: 1, description: 'Connections the bucket lets through at once. Default: rate. Only with rate.' })),
+};
+
+const Limits = Type.Object(
+  {
+    ...RateFields,
+    per_source: Type.Optional(
+      Type.Object(
+        {
+          max_connections: Type.Optional(Type.Integer({ minimum: 1, description: 'Open connections allowed at once from one source.' })),
+          ...RateFields,
+        },
+        { additionalProperties: false, description: 'Per client address (after a trusted PROXY header, the address it names).' },
+      ),
+    ),
+  },
+  { additionalProperties: false, description: 'Connection rate limits and per-source limits; refused connections close with reason limit.' },
+);
+
+const Admin = Type.Object(
+  {
+    bind: Type.String({ description: '"127.0.0.1:9901", "[::1]:9901" or "unix:/run/twinport/admin.sock". Never a data listener\'s address.' }),
+    token_file: Type.Optional(Type.String({ minLength: 1, description: 'File holding the bearer token; when set, every request needs it.' })),
+  },
+  { additionalProperties: false, description: 'The admin listener: metrics, status, control API and dashboard (docs/admin.md). Off when absent.' },
+);
+
 const Listener = Type.Object(
   {
     name: Type.Optional(Type.String({ minLength: 1, description: 'Unique; used in logs and metrics. Default: the bind text.' })),
@@ -133,6 +162,7 @@ const Listener = Type.Object(
     ),
     max_client_hello: Type.Optional(Size('Cap on bytes buffered while peeking: 512 bytes to 1MiB. Default 64KiB.')),
     max_connections: Type.Optional(Type.Integer({ minimum: 1, description: 'Open connections allowed at once. Default: unlimited.' })),
+    limits: Type.Optional(Limits),
     routes: Type.Array(Route, { minItems: 1, description: 'First match wins; no match closes with reason no-route.' }),
     migration: Type.Optional(Migration),
   },
@@ -236,6 +266,8 @@ export const ConfigSchema = Type.Object(
     max_connections: Type.Optional(
       Type.Integer({ minimum: 1, description: 'Open connections allowed at once in each process, all listeners together. Default: what RLIMIT_NOFILE allows.' }),
     ),
+    limits: Type.Optional(Limits),
+    admin: Type.Optional(Admin),
     io_engine: Type.Optional(
       StringEnum(IO_ENGINES, { description: 'libuv (Node stream handles driven directly), streams (net.Socket) or auto (libuv where available). Default auto.' }),
     ),

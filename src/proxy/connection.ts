@@ -26,6 +26,22 @@ import type { ListenerContext, PoolRuntime } from './listener-context.js';
 
 type Phase = 'peek' | 'connect' | 'splice' | 'answer' | 'closed';
 
+/** One connection as the admin API lists it (`GET /connections`). */
+export interface ConnectionView {
+  readonly id: number;
+  readonly listener: string;
+  readonly client: string | undefined;
+  readonly state: Phase;
+  readonly protocol?: string;
+  readonly sni?: string;
+  readonly host?: string;
+  readonly pool?: string;
+  readonly server?: string;
+  readonly ageMs: number;
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+}
+
 /**
  * After twinport answered a client itself it sends FIN and keeps reading (and discarding) until the
  * client's FIN: closing with the rest of a request unread in the receive buffer would send a RST (RFC 9112
@@ -125,6 +141,15 @@ export class Connection implements EndpointSink {
   private exempt: 'source' | 'user-agent' | undefined;
   /** When the answer was written (the linger's bound). */
   private answeredAt = 0;
+  /** Milliseconds from accept to the routing decision, and from there to the server's connect (metrics). */
+  private peekDoneMs: number | undefined;
+  private connectedMs: number | undefined;
+  /** Server connect attempts made (the first plus retries). */
+  private attempts = 0;
+  /** Per-source limits that counted this connection: the runtime releases them at close. */
+  limitHolds: { readonly scope: { release(ip: string): void }; readonly ip: string }[] | undefined;
+  /** With reason `limit`: which one (`listener.max_connections`, `global.per_source.rate`…), a metric label. */
+  limitName: string | undefined;
 
   constructor(
     private readonly client: Endpoint,
@@ -423,6 +448,17 @@ export class Connection implements EndpointSink {
 
   private dispatch(facts: PeekFacts, onNoRoute: () => void): void {
     this.facts = facts;
+    this.peekDoneMs = performance.now() - this.started;
+    // Behind a trusted PROXY header the source is known only now: its limits are checked before any
+    // server is chosen, so an over-limit client never takes a server connection.
+    if (this.ctx.admitSource !== undefined && this.proxyIn !== undefined) {
+      const refused = this.ctx.admitSource(this, this.clientIp);
+      if (refused !== undefined) {
+        this.limitName = refused.limit;
+        this.finish('limit', refused.detail);
+        return;
+      }
+    }
     const route = matchRoute(this.listener.routes, { ...facts, sourceIp: this.ctx.routesUseSource ? this.clientIp : '' });
     if (route === undefined) {
       onNoRoute();
@@ -488,6 +524,7 @@ export class Connection implements EndpointSink {
       return;
     }
     const server = pool.config.servers[index]!;
+    this.attempts++;
     this.serverIndex = index;
     this.serverText = server.address.text;
     let settled = false;
@@ -535,6 +572,7 @@ export class Connection implements EndpointSink {
 
   private splice(server: Endpoint): void {
     this.phase = 'splice';
+    this.connectedMs = performance.now() - this.started - (this.peekDoneMs ?? 0);
     const pool = this.pool!;
     pool.state.onConnect(this.serverIndex!);
     server.attach(this, SERVER);
@@ -769,6 +807,9 @@ export class Connection implements EndpointSink {
     try {
       if (this.timer !== undefined) clearTimeout(this.timer);
       this.timer = undefined;
+      // After destroy getpeername has nothing to ask: a connection closed at accept (a limit) would log
+      // `"client":""`.
+      if (this.clientAddress === undefined && this.ctx.logger.isLevelEnabled('info')) this.clientAddress = this.peerAddress();
       this.client.destroy();
       this.upstream?.destroy();
       if (wasSplicing) this.pool!.state.onDisconnect(this.serverIndex!);
@@ -776,6 +817,73 @@ export class Connection implements EndpointSink {
       // Counted and logged whatever the teardown did: one outcome per connection.
       this.ctx.onClose(this, reason);
     }
+  }
+
+  /** An operator closes it (admin API): reason `admin`, one close line like any other outcome. */
+  adminClose(detail: string): void {
+    this.abort('admin', detail);
+  }
+
+  /** What the admin API and the metrics read of a live or closing connection. */
+  get view(): ConnectionView {
+    const f = this.facts;
+    return {
+      id: this.id,
+      listener: this.listener.name,
+      client: this.clientAddress === undefined && this.phase === 'closed' ? undefined : formatAddress(this.clientIp, this.clientPort),
+      state: this.phase,
+      ...(f !== undefined && { protocol: f.protocol }),
+      ...(f?.sni !== undefined && { sni: f.sni }),
+      ...(f?.hostHeader !== undefined && { host: f.hostHeader }),
+      ...(this.pool !== undefined && { pool: this.pool.config.name }),
+      ...(this.serverText !== undefined && { server: this.serverText }),
+      ageMs: Math.round(performance.now() - this.started),
+      bytesIn: this.client.bytesRead,
+      bytesOut: this.client.bytesWritten,
+    };
+  }
+
+  get closeReasonCode(): CloseReason | undefined {
+    return this.closeReason;
+  }
+
+  get closeDetailText(): string | undefined {
+    return this.closeDetail;
+  }
+
+  get protocol(): string | undefined {
+    return this.facts?.protocol;
+  }
+
+  get poolName(): string | undefined {
+    return this.pool?.config.name;
+  }
+
+  get server(): string | undefined {
+    return this.serverText;
+  }
+
+  get bytesIn(): number {
+    return this.client.bytesRead;
+  }
+
+  get bytesOut(): number {
+    return this.client.bytesWritten;
+  }
+
+  /** Seconds from accept to the routing decision; undefined when it never got there. */
+  get peekSeconds(): number | undefined {
+    return this.peekDoneMs === undefined ? undefined : this.peekDoneMs / 1000;
+  }
+
+  /** Seconds from the routing decision to the connect that was spliced. */
+  get connectSeconds(): number | undefined {
+    return this.connectedMs === undefined ? undefined : this.connectedMs / 1000;
+  }
+
+  /** Attempts after the first. */
+  get retries(): number {
+    return Math.max(0, this.attempts - 1);
   }
 
   /** The close line (docs/reasons.md), built only when it is going to be logged. */

@@ -17,6 +17,7 @@ export const CLOSE_REASONS = [
   'shutdown', // closed by a shutdown (SIGTERM/SIGINT) after shutdown_timeout
   'redirected', // migration phase redirect: twinport answered a plaintext HTTP/1 request with a redirect to https
   'migration-reject', // migration phase redirect/reject: twinport answered plaintext with an error, or closed it
+  'admin', // closed by an operator: DELETE /connections/{id}, or its server put in maint (detail says which)
   'internal-error', // our own code threw while handling this connection (a bug): this connection only
 ] as const;
 
