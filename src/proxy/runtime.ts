@@ -323,11 +323,26 @@ export class ProxyRuntime {
     return this.affinity.stats();
   }
 
+  /** A pool's learned TLS affinity entries (keys shown as prefixes only), or undefined without affinity. */
+  affinityEntries(pool: string, limit: number): ReturnType<AffinitySet['entries']> {
+    return this.affinity.entries(pool, limit);
+  }
+
   private onDrained: (() => void) | undefined;
 
   private buildPools(config: TwinportConfig): Map<string, PoolRuntime> {
     const pools = new Map<string, PoolRuntime>();
-    for (const p of Object.values(config.pools)) pools.set(p.name, { config: p, state: new PoolState(p) });
+    for (const p of Object.values(config.pools)) {
+      const state = new PoolState(p);
+      const old = this.pools.get(p.name);
+      if (old !== undefined) {
+        p.servers.forEach((s, i) => {
+          const j = old.config.servers.findIndex((o) => o.address.text === s.address.text);
+          if (j >= 0) state.carryTotal(i, old.state.totalConnections(j));
+        });
+      }
+      pools.set(p.name, { config: p, state });
+    }
     // An operator's states and weights carry over to the servers that stay; a weight set at run time
     // yields to the config when the reload changed that server's weight.
     for (const [key, o] of this.overrides) {

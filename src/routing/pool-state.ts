@@ -80,6 +80,12 @@ export class PoolState implements ServerView {
     this.total[i]! += 1;
   }
 
+  /** A reload's new state takes over the count of a server that stays. */
+  carryTotal(i: number, n: number): void {
+    this.check(i);
+    this.total[i]! += n;
+  }
+
   totalConnections(i: number): number {
     this.check(i);
     return this.total[i]!;
