@@ -16,6 +16,7 @@ import type { AdminConfig } from '../config/types.js';
 import { parseDuration } from '../config/units.js';
 import { TwinportError } from '../errors.js';
 import { ApiError, parseStateChange, type AdminBackend } from './api.js';
+import { History } from './history.js';
 
 const MAX_BODY = 4096;
 const MAX_CONNECTIONS_LISTED = 10_000;
@@ -104,8 +105,14 @@ function limitParam(v: string | null, fallback: number): number {
 
 type Method = 'GET' | 'POST' | 'DELETE';
 
-export async function startAdminServer(cfg: AdminConfig, backend: AdminBackend, logger: Logger): Promise<AdminServer> {
+export interface AdminServerOptions {
+  /** Time between two samples of the dashboard's history (default 10 s; tests use less). */
+  readonly historyIntervalMs?: number;
+}
+
+export async function startAdminServer(cfg: AdminConfig, backend: AdminBackend, logger: Logger, opts: AdminServerOptions = {}): Promise<AdminServer> {
   const token = cfg.tokenFile === undefined ? undefined : readToken(cfg.tokenFile);
+  const history = new History(backend, opts.historyIntervalMs);
   const tokenDigest = token === undefined ? undefined : digest(token);
   const assets = assetTable();
 
@@ -170,6 +177,11 @@ export async function startAdminServer(cfg: AdminConfig, backend: AdminBackend, 
     if (a === 'affinity' && b !== undefined && parts.length === 2) {
       allow(['GET']);
       send(res, 200, await backend.affinity(decodeSegment(b), limitParam(query.get('limit'), DEFAULT_CONNECTIONS_LISTED)));
+      return;
+    }
+    if (a === 'history' && parts.length === 1) {
+      allow(['GET']);
+      send(res, 200, history.snapshot());
       return;
     }
     if (a === 'migration' && parts.length === 1) {
@@ -250,11 +262,13 @@ export async function startAdminServer(cfg: AdminConfig, backend: AdminBackend, 
   const port = typeof a === 'object' && a !== null ? (a as AddressInfo).port : undefined;
   const url = 'path' in bind ? bind.text : `http://${bind.host.includes(':') ? `[${bind.host}]` : bind.host}:${port}`;
   logger.info({ admin: url, token: token !== undefined }, 'admin listening');
+  history.start();
   return {
     url,
     port,
     close: () =>
       new Promise<void>((resolve) => {
+        history.stop();
         server.close(() => resolve());
         server.closeAllConnections();
       }),
