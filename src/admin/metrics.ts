@@ -6,6 +6,7 @@
 // prom-client objects are brought up to date when a scrape asks (`collect`), so the splice path does not
 // pay for label hashing. Counters kept this way only ever grow: a scrape adds what changed since the last.
 import { AggregatorRegistry, Counter, Gauge, Histogram, collectDefaultMetrics, type Registry } from 'prom-client';
+import cluster from 'node:cluster';
 import type { Connection } from '../proxy/connection.js';
 import type { CloseReason } from '../proxy/reasons.js';
 import type { PoolRuntime } from '../proxy/listener-context.js';
@@ -300,5 +301,7 @@ export function createProxyMetrics(runtime: ProxyRuntime, opts: { readonly proce
     },
   });
   if (opts.processMetrics !== false) collectDefaultMetrics({ register: registry });
+  // A worker answers the primary's scrape with this registry (prom-client's default is its global one).
+  if (cluster.isWorker) AggregatorRegistry.setRegistries([registry]);
   return { registry };
 }
