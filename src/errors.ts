@@ -19,6 +19,9 @@ export const ERROR_CODES = {
   TWP_ERR_ADMIN_TOKEN: 'the admin token file could not be read or is empty',
   TWP_ERR_ADMIN_LISTEN: 'the admin listener could not bind its address',
   TWP_ERR_ADMIN_REQUEST: 'the admin API answered with an error',
+  TWP_ERR_MIGRATION_STORE_OPEN: 'the migration store could not be opened',
+  TWP_ERR_MIGRATION_STORE_READ: 'the migration record could not be read',
+  TWP_ERR_REPORT_ARGS: 'the report options are not usable',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

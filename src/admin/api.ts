@@ -67,7 +67,14 @@ export interface AdminBackend {
   connections(filter: ConnectionFilter): Promise<{ total: number; connections: (ConnectionView | Record<string, unknown>)[] }>;
   closeConnection(id: string): Promise<Record<string, unknown>>;
   affinity(pool: string, limit: number): Promise<Record<string, unknown>>;
-  migration(query: Record<string, string>): Promise<unknown>;
+  migration(query: MigrationQuery): Promise<unknown>;
+}
+
+/** `GET /migration?since=24h&quietFor=24h&name=…` (the report's own options, docs/migration.md). */
+export interface MigrationQuery {
+  readonly since: number;
+  readonly quietFor: number;
+  readonly names?: readonly string[];
 }
 
 export interface ProcessFacts {
@@ -77,13 +84,9 @@ export interface ProcessFacts {
   readonly workers: number;
 }
 
-/** The migration record's entry points, present on the runtime once that subsystem is built in. */
-interface MigrationSource {
-  migrationReport(opts: Record<string, string>): Promise<unknown>;
-}
-
-export function hasMigrationRecord(runtime: object): runtime is MigrationSource {
-  return typeof (runtime as Partial<MigrationSource>).migrationReport === 'function';
+/** Some listener has a `migration` block: then the runtime keeps the record of clients. */
+function hasMigrationRecord(runtime: ProxyRuntime): boolean {
+  return runtime.currentConfig.listeners.some((l) => l.migration !== undefined);
 }
 
 export const MIGRATION_OFF = new ApiError(404, 'TWP_ADMIN_NOT_FOUND', 'migration record not enabled');
@@ -245,8 +248,9 @@ export class LocalAdmin implements AdminBackend {
     return { pool, stats: this.runtime.affinityStats()[pool] ?? null, entries };
   }
 
-  async migration(query: Record<string, string>): Promise<unknown> {
-    if (!hasMigrationRecord(this.runtime)) throw MIGRATION_OFF;
-    return this.runtime.migrationReport(query);
+  async migration(query: MigrationQuery): Promise<unknown> {
+    const report = await this.runtime.migrationReport({ since: query.since, quietFor: query.quietFor, ...(query.names !== undefined && { names: query.names }) });
+    if (report === undefined) throw MIGRATION_OFF;
+    return report;
   }
 }

@@ -9,7 +9,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry } from 'prom-client';
 import type { Logger } from 'pino';
-import { ApiError, MIGRATION_OFF, type AdminBackend, type ConnectionFilter, type PoolView, type ServerView, type StateChange } from './api.js';
+import { ApiError, MIGRATION_OFF, type AdminBackend, type ConnectionFilter, type MigrationQuery, type PoolView, type ServerView, type StateChange } from './api.js';
 
 const REQ = 'twinport-admin:req';
 const RES = 'twinport-admin:res';
@@ -244,7 +244,7 @@ export class ClusterAdmin implements AdminBackend {
     return { pool, stats, entries };
   }
 
-  async migration(query: Record<string, string>): Promise<unknown> {
+  async migration(query: MigrationQuery): Promise<unknown> {
     const ws = this.workers();
     if (ws.length === 0) throw MIGRATION_OFF;
     // One record for the group (its store is shared): any worker's report is the report.

@@ -300,6 +300,18 @@ export function createProxyMetrics(runtime: ProxyRuntime, opts: { readonly proce
       this.set(runtime.reloads.last?.ok === false ? 0 : 1);
     },
   });
+  new Counter({
+    name: 'twinport_migration_connections_total',
+    help: 'Plaintext and TLS connections on migration listeners, by listener, name (Host or SNI; the 100 busiest per listener, the rest as "*"), protocol and outcome (spliced, redirected, rejected, exempt).',
+    labelNames: ['listener', 'name', 'protocol', 'outcome'],
+    registers: [registry],
+    collect() {
+      // The record's own totals, exposed as they are: a name that drops out of the busiest 100 moves its
+      // count under "*", which Prometheus reads as that series' reset.
+      this.reset();
+      for (const c of runtime.migrationCounters()) this.inc({ listener: c.listener, name: c.name, protocol: c.protocol, outcome: c.outcome }, c.count);
+    },
+  });
   if (opts.processMetrics !== false) collectDefaultMetrics({ register: registry });
   // A worker answers the primary's scrape with this registry (prom-client's default is its global one).
   if (cluster.isWorker) AggregatorRegistry.setRegistries([registry]);

@@ -13,7 +13,7 @@ import net, { type AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
 import type { Logger } from 'pino';
 import type { AdminConfig } from '../config/types.js';
-import { parseDuration } from '../config/units.js';
+import { parseDuration, parsePeriod } from '../config/units.js';
 import { TwinportError } from '../errors.js';
 import { ApiError, parseStateChange, type AdminBackend } from './api.js';
 import { History } from './history.js';
@@ -186,7 +186,14 @@ export async function startAdminServer(cfg: AdminConfig, backend: AdminBackend, 
     }
     if (a === 'migration' && parts.length === 1) {
       allow(['GET']);
-      send(res, 200, await backend.migration(Object.fromEntries(query)));
+      const period = (key: string, alias: string): number => {
+        const text = query.get(key) ?? query.get(alias) ?? '24h';
+        const ms = parsePeriod(text);
+        if (typeof ms === 'string') throw new ApiError(400, 'TWP_ADMIN_BAD_PERIOD', `${key}: ${ms}`);
+        return ms;
+      };
+      const names = query.getAll('name');
+      send(res, 200, await backend.migration({ since: period('since', 'since'), quietFor: period('quietFor', 'quiet_for'), ...(names.length > 0 && { names }) }));
       return;
     }
     throw new ApiError(404, 'TWP_ADMIN_NOT_FOUND', `no resource ${req.url ?? ''}: see docs/admin.md for the endpoints`);

@@ -7,11 +7,11 @@ import { ipToBytes, parseCidr } from '../routing/cidr.js';
 import { compileNamePattern } from '../routing/name-pattern.js';
 import { compileUserAgentPattern } from '../migration/user-agent.js';
 import { isIP, isIPv6 } from 'node:net';
-import { dirname, resolve as resolvePath } from 'node:path';
 import { isHostName, parseBind, parseServerAddress } from './address.js';
 import type { KeyPath, PathIssue } from './issues.js';
 import { BALANCE_KINDS, HASH_KEYS, HEALTH_TYPES, IO_ENGINES, LOG_LEVELS, MATCH_PROTOCOLS, MIGRATION_PHASES, REDIRECT_STATUSES } from './schema.js';
-import { formatDuration, formatSize, parseDuration, parseSize } from './units.js';
+import { formatDuration, formatSize, parseDuration, parsePeriod, parseSize } from './units.js';
+import { dirname, resolve as resolvePath } from 'node:path';
 import type {
   AffinityStoreConfig,
   AffinityTableConfig,
@@ -26,6 +26,8 @@ import type {
   ListenerTimeouts,
   MatchProtocol,
   MigrationConfig,
+  MigrationRecordConfig,
+  MigrationStoreConfig,
   MigrationNameRule,
   MigrationPhase,
   NamePattern,
@@ -62,6 +64,15 @@ export const DEFAULT_PASSIVE_HEALTH: PassiveHealthConfig = Object.freeze({ fall:
 // (ssl_session_timeout 5m) and HAProxy (tune.ssl.lifetime 300): a session ID learned for longer names
 // a session its server has already forgotten.
 export const DEFAULT_AFFINITY_TABLE: AffinityTableConfig = Object.freeze({ size: 100_000, ttl: 3_600_000, sidTtl: 300_000 });
+export const DEFAULT_MIGRATION_STORE = './twinport-state/migration.db';
+export const DEFAULT_MIGRATION_RECORD: MigrationRecordConfig = Object.freeze({
+  flushInterval: 1000,
+  retention: 30 * 86_400_000,
+  maxClients: 100_000,
+  maxNames: 10_000,
+  maxTlsStacks: 10_000,
+  redisPrefix: 'twinport:migration:',
+});
 export const DEFAULT_AFFINITY_STORE = Object.freeze({ timeout: 5, prefix: 'twinport:affinity:' });
 /** A new TLS connection without a local table hit waits up to this long for Redis: keep it a hot-path bound. */
 export const MAX_AFFINITY_STORE_TIMEOUT = 1000;
@@ -588,6 +599,38 @@ function compileAffinityStore(raw: Obj, path: KeyPath, issues: Issues): Affinity
   return { redis: raw['redis'], timeout, prefix };
 }
 
+function compileMigrationStore(raw: unknown, source: string, issues: Issues): MigrationStoreConfig {
+  const text = typeof raw === 'string' && raw !== '' ? raw : DEFAULT_MIGRATION_STORE;
+  if (/^rediss?:/i.test(text)) {
+    const problem = redisUrlProblem(text);
+    if (problem !== undefined) issues.add(['migration_store'], problem);
+    return { kind: 'redis', url: text, text };
+  }
+  // Relative to the config file, not the working directory: a unit started from / finds the same file.
+  const base = source.startsWith('<') ? process.cwd() : dirname(source);
+  return { kind: 'sqlite', path: resolvePath(base, text), text };
+}
+
+function compileMigrationRecord(raw: Obj, issues: Issues): MigrationRecordConfig {
+  const path: KeyPath = ['migration_record'];
+  const d = DEFAULT_MIGRATION_RECORD;
+  let retention = d.retention;
+  if (raw['retention'] !== undefined) {
+    const r = parsePeriod(raw['retention']);
+    if (typeof r === 'string') issues.add([...path, 'retention'], r);
+    else retention = r;
+  }
+  const int = (key: string, fallback: number): number => (Number.isInteger(raw[key]) ? (raw[key] as number) : fallback);
+  return {
+    flushInterval: duration(raw, 'flush_interval', path, d.flushInterval, issues),
+    retention,
+    maxClients: int('max_clients', d.maxClients),
+    maxNames: int('max_names', d.maxNames),
+    maxTlsStacks: int('max_tls_stacks', d.maxTlsStacks),
+    redisPrefix: typeof raw['redis_prefix'] === 'string' && raw['redis_prefix'] !== '' ? raw['redis_prefix'] : d.redisPrefix,
+  };
+}
+
 export interface CompileResult {
   readonly config: TwinportConfig;
   readonly issues: readonly PathIssue[];
@@ -630,6 +673,8 @@ export function compileConfig(raw: unknown, source: string): CompileResult {
 
   const log = isObj(root['log']) ? root['log'] : {};
   const admin = isObj(root['admin']) ? compileAdmin(root['admin'], listeners, source, issues) : undefined;
+  const migrationRecord = compileMigrationRecord(isObj(root['migration_record']) ? root['migration_record'] : {}, issues);
+  const migrationStore = compileMigrationStore(root['migration_store'], source, issues);
   const config: TwinportConfig = {
     source,
     listeners,
@@ -643,6 +688,8 @@ export function compileConfig(raw: unknown, source: string): CompileResult {
       level: oneOf(LOG_LEVELS, log['level'], 'info'),
       rawBytes: log['raw_bytes'] === true,
     },
+    migrationStore,
+    migrationRecord,
   };
   return { config, issues: issues.list };
 }

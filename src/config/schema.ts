@@ -271,6 +271,30 @@ export const ConfigSchema = Type.Object(
     io_engine: Type.Optional(
       StringEnum(IO_ENGINES, { description: 'libuv (Node stream handles driven directly), streams (net.Socket) or auto (libuv where available). Default auto.' }),
     ),
+    migration_store: Type.Optional(
+      Type.String({
+        minLength: 1,
+        description:
+          'Where the record of clients of migration listeners is kept: a SQLite file path (relative to the config file) or redis://host:port/db to share one record across a fleet. Default ./twinport-state/migration.db.',
+      }),
+    ),
+    migration_record: Type.Optional(
+      Type.Object(
+        {
+          flush_interval: Type.Optional(Duration('How often the record is written to the store (a kill -9 loses at most this much). Default 1s.')),
+          retention: Type.Optional(
+            Type.String({ pattern: '^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$', description: 'How long per-minute counts and clients are kept. Units ms, s, m, h, d. Default 30d.' }),
+          ),
+          max_clients: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000_000, description: 'Plaintext clients kept (least recently seen evicted first). Default 100000.' })),
+          max_names: Type.Optional(
+            Type.Integer({ minimum: 1, maximum: 1_000_000, description: 'Distinct names per listener a process records; names beyond are counted under "*". Default 10000.' }),
+          ),
+          max_tls_stacks: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, description: 'TLS client stacks (name, JA4) kept. Default 10000.' })),
+          redis_prefix: Type.Optional(Type.String({ minLength: 1, description: 'Key prefix in a Redis store. Default "twinport:migration:".' })),
+        },
+        { additionalProperties: false, description: 'The record of clients of migration listeners (docs/migration.md).' },
+      ),
+    ),
     log: Type.Optional(
       Type.Object(
         {

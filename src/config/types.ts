@@ -191,4 +191,22 @@ export interface TwinportConfig {
   readonly limits?: LimitsConfig;
   /** Absent: no admin listener. */
   readonly admin?: AdminConfig;
+  /** Where migration listeners' record of clients is kept (docs/migration.md). */
+  readonly migrationStore: MigrationStoreConfig;
+  readonly migrationRecord: MigrationRecordConfig;
+}
+
+/** `migration_store`: an embedded SQLite file, or a Redis shared by a fleet. */
+export type MigrationStoreConfig =
+  | { readonly kind: 'sqlite'; readonly path: string; readonly text: string }
+  | { readonly kind: 'redis'; readonly url: string; readonly text: string };
+
+/** `migration_record`. */
+export interface MigrationRecordConfig {
+  readonly flushInterval: number; // default 1s
+  readonly retention: number; // default 30d
+  readonly maxClients: number; // default 100000
+  readonly maxNames: number; // default 10000
+  readonly maxTlsStacks: number; // default 10000
+  readonly redisPrefix: string; // default twinport:migration:
 }

@@ -7,6 +7,7 @@
 //   accept ─► peek ─► answer (write, FIN, read and discard) ─► close
 import type { ListenerConfig, MigrationPhase, RouteConfig } from '../config/types.js';
 import { decideMigration } from '../migration/phase.js';
+import { offeredTlsVersion, type ClientOutcome } from '../migration/record.js';
 import { h2cGoaway, redirectResponse, rejectResponse } from '../migration/response.js';
 import type { HttpFields } from '../protocol/http-head.js';
 import { Detector, type Detection } from '../protocol/detector.js';
@@ -303,6 +304,7 @@ export class Connection implements EndpointSink {
         if (!this.acceptProxyHeader(d.proxy)) return;
         if (d.protocol === 'tls') this.tlsHello = d.fields;
         const facts = factsFromMatch(d);
+        if (d.protocol === 'tls' && this.ctx.record !== undefined) this.recordTls(facts, d.fields);
         // TLS is never touched by a phase: its hot path pays one comparison.
         if (d.protocol !== 'tls' && this.listener.migration !== undefined && this.migrate(facts, d.protocol === 'http' ? d.fields : undefined)) return;
         this.dispatch(facts, () => this.finish('no-route'));
@@ -385,6 +387,11 @@ export class Connection implements EndpointSink {
       localPort: () => this.localEnd().localPort,
     });
     if (d.phase !== undefined) this.migrationPhase = d.phase;
+    const record = this.ctx.record;
+    if (record !== undefined && facts.protocol !== 'tls' && facts.protocol !== 'silent') {
+      const outcome: ClientOutcome = d.kind === 'redirect' ? 'redirected' : d.kind === 'reject' ? 'rejected' : d.exempt !== undefined ? 'exempt' : 'spliced';
+      record.notePlaintext(this.listener.name, http?.host, facts.protocol, this.clientIp, http?.userAgent, http?.method, http?.target, outcome, d.phase);
+    }
     switch (d.kind) {
       case 'splice':
         if (d.exempt !== undefined) this.exempt = d.exempt;
@@ -443,6 +450,17 @@ export class Connection implements EndpointSink {
       this.fault(e);
     }
   };
+
+  /** The record's TLS side: the name routed on (a valid SNI), the version and ALPN offered, JA4. */
+  private recordTls(facts: PeekFacts, hello: TlsFields): void {
+    this.ctx.record!.noteTls(
+      this.listener.name,
+      facts.sni,
+      () => offeredTlsVersion(hello.legacyVersion, hello.supportedVersions),
+      hello.alpn,
+      () => hello.ja4,
+    );
+  }
 
   // ── route ───────────────────────────────────────────────────────────────────────────────────────
 

@@ -8,6 +8,7 @@ import type { Connection } from './connection.js';
 import type { IoEngine } from '../io/io-engine.js';
 import type { CloseReason } from './reasons.js';
 import type { Refusal } from './limits.js';
+import type { MigrationRecorder } from '../migration/record.js';
 
 export interface PoolRuntime {
   readonly config: PoolConfig;
@@ -26,6 +27,8 @@ export interface ListenerContext {
   readonly logger: Logger;
   /** Log peeked bytes in hex at debug level (explicit opt-in: docs/reasons.md). */
   readonly rawBytes: boolean;
+  /** The record of clients, on a listener with a `migration` block whose store is open. */
+  readonly record?: MigrationRecorder;
   /** How server connections are opened (the accepted side is the listener's business). */
   readonly engine: IoEngine;
   nextConnectionId(): number;
