@@ -130,7 +130,7 @@ export async function startHttpsBackend(tag: string): Promise<WebBackend> {
 }
 
 /** One HTTP (or HTTPS, certificate not checked) GET through the proxy, a new connection each time. */
-export function fetchVia(port: number, opts: { tls?: boolean; localAddress?: string; path?: string; host?: string } = {}): Promise<{ status: number; body: string }> {
+export function fetchVia(port: number, opts: { tls?: boolean; localAddress?: string; path?: string; host?: string; headers?: Record<string, string> } = {}): Promise<{ status: number; body: string }> {
   const mod = opts.tls === true ? https : http;
   return new Promise((resolve, reject) => {
     const req = mod.request(
@@ -139,6 +139,7 @@ export function fetchVia(port: number, opts: { tls?: boolean; localAddress?: str
         port,
         path: opts.path ?? '/',
         agent: false,
+        ...(opts.headers !== undefined && { headers: opts.headers }),
         ...(opts.localAddress !== undefined && { localAddress: opts.localAddress }),
         ...(opts.tls === true && { servername: 'a.example.com', rejectUnauthorized: false }),
       },

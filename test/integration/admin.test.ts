@@ -401,3 +401,39 @@ admin: { bind: "127.0.0.1:0" }
   t.true(body.stats.learned >= 1);
   t.is((await admin.get('/affinity/plain')).status, 404);
 });
+
+test('GET /migration is the report of the running record, and twinport_migration_connections_total counts what was recorded', async (t) => {
+  const web = await startHttpBackend('web');
+  const store = join(mkdtempSync(join(dir, 'store-')), 'migration.db');
+  const proxy = await startProxy(`
+listeners:
+  - name: keystone
+    bind: "127.0.0.1:0"
+    migration: { phase: observe }
+    routes: [{ match: { protocol: http }, to: web }]
+pools:
+  web: { servers: ["${web.address}"] }
+migration_store: ${JSON.stringify(store)}
+admin: { bind: "127.0.0.1:0" }
+`);
+  const admin = await startAdminFor(proxy);
+  t.teardown(async () => {
+    await admin.close();
+    await proxy.stop();
+    await web.close();
+  });
+  for (let i = 0; i < 3; i++) {
+    t.is((await fetchVia(proxy.port(), { headers: { host: 'keystone.internal', 'user-agent': 'python-requests/2.31' } })).body, 'web\n');
+  }
+  await until(() => proxy.logs.closes().length >= 3);
+  const r = await admin.get('/migration?since=1h&quietFor=1h');
+  t.is(r.status, 200, r.text);
+  const report = r.body as { names: { name: string | null; verdict: string; plaintext: { connections: number; clients: number } }[] };
+  const name = report.names.find((n) => n.name === 'keystone.internal');
+  t.truthy(name, JSON.stringify(report));
+  t.is(name!.plaintext.connections, 3);
+  t.is(name!.verdict, 'not-safe');
+  const m = parsePromText((await admin.get('/metrics')).text);
+  t.is(sumOf(m, 'twinport_migration_connections_total', { listener: 'keystone', name: 'keystone.internal', protocol: 'http', outcome: 'spliced' }), 3);
+  t.is((await admin.get('/migration?since=forever')).status, 400);
+});
