@@ -77,7 +77,7 @@ export function createProxyMetrics(runtime: ProxyRuntime, opts: { readonly proce
   });
 
   runtime.addCloseObserver((conn: Connection, reason: CloseReason) => {
-    const listener = conn.view.listener;
+    const listener = conn.listenerName;
     outcomes.add(`${listener}${SEP}${conn.protocol ?? 'unknown'}${SEP}${reason}`);
     if (reason === 'limit') limits.add(`${listener}${SEP}${conn.limitName ?? 'unknown'}`);
     if (reason === 'rejected') rejects.add(`${listener}${SEP}${conn.closeDetailText ?? 'unknown'}`);

@@ -861,6 +861,10 @@ export class Connection implements EndpointSink {
     };
   }
 
+  get listenerName(): string {
+    return this.listener.name;
+  }
+
   get closeReasonCode(): CloseReason | undefined {
     return this.closeReason;
   }
