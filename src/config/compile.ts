@@ -10,6 +10,7 @@ import { isIP, isIPv6 } from 'node:net';
 import { isHostName, parseBind, parseServerAddress } from './address.js';
 import type { KeyPath, PathIssue } from './issues.js';
 import { BALANCE_KINDS, HASH_KEYS, HEALTH_TYPES, IO_ENGINES, LOG_LEVELS, MATCH_PROTOCOLS, MIGRATION_PHASES, REDIRECT_STATUSES } from './schema.js';
+import { OTHER_PROTOCOL_NAMES } from '../protocol/other-probes.js';
 import { formatDuration, formatSize, parseDuration, parsePeriod, parseSize } from './units.js';
 import { dirname, resolve as resolvePath } from 'node:path';
 import type {
@@ -145,6 +146,12 @@ function compileMatch(raw: unknown, path: KeyPath, issues: Issues): RouteMatch {
   if (has(raw, 'alpn') && Array.isArray(raw['alpn'])) m.alpn = raw['alpn'].filter((a): a is string => typeof a === 'string');
   if (has(raw, 'host')) m.host = namePatterns(raw['host'], [...path, 'host'], issues);
   if (has(raw, 'source')) m.source = cidrs(raw['source'], [...path, 'source'], issues);
+  if (has(raw, 'other')) {
+    const list = Array.isArray(raw['other']) ? raw['other'] : [raw['other']];
+    m.other = list.filter((o): o is string => (OTHER_PROTOCOL_NAMES as readonly unknown[]).includes(o));
+    const onlyOther = m.protocol === undefined || (m.protocol.length === 1 && m.protocol[0] === 'other');
+    if (!onlyOther) issues.add([...path, 'other'], 'other names a recognised non-TLS, non-HTTP protocol: write protocol: other with it', 'key');
+  }
 
   // Keys that can never hold together are a mistake in the file, not a route that silently never matches.
   const tlsKeys = ['sni', 'alpn'].filter((k) => Object.hasOwn(raw, k));
@@ -234,7 +241,11 @@ function compileListener(raw: unknown, path: KeyPath, pools: ReadonlySet<string>
     timeouts,
     maxClientHello,
     routes,
+    onPeekTimeout: raw['on_peek_timeout'] === 'route' ? 'route' : 'close',
   };
+  if (listener.onPeekTimeout === 'route' && !routes.some((r) => r.match.protocol === undefined || r.match.protocol.includes('other'))) {
+    issues.add([...path, 'on_peek_timeout'], 'route sends undecided bytes to the protocol: other route, but this listener has none', 'key');
+  }
   if (isObj(raw['proxy_protocol'])) {
     listener.proxyProtocol = { trusted: cidrs(raw['proxy_protocol']['trusted'], [...path, 'proxy_protocol', 'trusted'], issues) };
   }
@@ -687,6 +698,7 @@ export function compileConfig(raw: unknown, source: string): CompileResult {
     log: {
       level: oneOf(LOG_LEVELS, log['level'], 'info'),
       rawBytes: log['raw_bytes'] === true,
+      ja4: log['ja4'] === true,
     },
     migrationStore,
     migrationRecord,

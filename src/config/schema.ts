@@ -4,6 +4,7 @@
 // needs more than a JSON Schema can say (durations, sizes, addresses, name patterns, CIDRs, cross-references)
 // are compiled and checked in src/config/compile.ts, which reports the precise message for them.
 import { Type, type TSchema } from '@sinclair/typebox';
+import { OTHER_PROTOCOL_NAMES } from '../protocol/other-probes.js';
 
 /** A string enum as `{ type: "string", enum }`: ajv then reports one "must be one of" instead of N consts. */
 function StringEnum<const T extends readonly string[]>(values: T, options: { description?: string } = {}) {
@@ -54,6 +55,11 @@ const Match = Type.Object(
     ),
     host: Type.Optional(NamePatterns('Plaintext HTTP/1 Host header without port')),
     source: Type.Optional(CidrList('CIDR blocks the client address must be in.')),
+    other: Type.Optional(
+      Type.Union([StringEnum(OTHER_PROTOCOL_NAMES), Type.Array(StringEnum(OTHER_PROTOCOL_NAMES), { minItems: 1, uniqueItems: true })], {
+        description: 'A recognised non-TLS, non-HTTP protocol by name: ssh, socks5, openvpn, adb, xmpp, or a list. Only with protocol other.',
+      }),
+    ),
   },
   { additionalProperties: false, description: 'All given keys must hold. {} matches every connection.' },
 );
@@ -165,6 +171,11 @@ const Listener = Type.Object(
     limits: Type.Optional(Limits),
     routes: Type.Array(Route, { minItems: 1, description: 'First match wins; no match closes with reason no-route.' }),
     migration: Type.Optional(Migration),
+    on_peek_timeout: Type.Optional(
+      StringEnum(['close', 'route'] as const, {
+        description: 'At the peek deadline, bytes that got no verdict: close (reason peek-timeout) or route them to the protocol: other route (fail-open). Default close.',
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -300,6 +311,7 @@ export const ConfigSchema = Type.Object(
         {
           level: Type.Optional(StringEnum(LOG_LEVELS, { description: 'Default info.' })),
           raw_bytes: Type.Optional(Type.Boolean({ description: 'Log peeked bytes (hex) at debug level. Default false.' })),
+          ja4: Type.Optional(Type.Boolean({ description: 'Put the JA4 fingerprint of every TLS hello in its close line (costs ~6 µs a hello). Default false.' })),
         },
         { additionalProperties: false },
       ),

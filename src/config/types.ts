@@ -35,6 +35,8 @@ export interface RouteMatch {
   readonly alpn?: readonly string[];
   readonly host?: readonly NamePattern[];
   readonly source?: readonly Cidr[];
+  /** Recognised other protocols by name (ssh, socks5, openvpn, adb, xmpp). */
+  readonly other?: readonly string[];
 }
 
 export interface RouteConfig {
@@ -175,6 +177,8 @@ export interface ListenerConfig {
   readonly routes: readonly RouteConfig[];
   /** Absent: no migration block, plaintext is spliced as routed (the `observe` behaviour, without a phase in the close line). */
   readonly migration?: MigrationConfig;
+  /** At the peek deadline with bytes but no verdict: close (peek-timeout) or route them as `protocol: other` (fail-open). Default close. */
+  readonly onPeekTimeout: 'close' | 'route';
 }
 
 export interface TwinportConfig {
@@ -187,7 +191,7 @@ export interface TwinportConfig {
   readonly maxConnections?: number;
   /** How sockets are driven (docs/io-engine.md); default auto. */
   readonly ioEngine: 'auto' | 'libuv' | 'streams';
-  readonly log: { readonly level: string; readonly rawBytes: boolean };
+  readonly log: { readonly level: string; readonly rawBytes: boolean; readonly ja4: boolean };
   readonly limits?: LimitsConfig;
   /** Absent: no admin listener. */
   readonly admin?: AdminConfig;

@@ -27,6 +27,8 @@ export interface ListenerContext {
   readonly logger: Logger;
   /** Log peeked bytes in hex at debug level (explicit opt-in: docs/reasons.md). */
   readonly rawBytes: boolean;
+  /** Compute JA4 for every TLS hello and put it in the close line (`log.ja4`). */
+  readonly logJa4: boolean;
   /** The record of clients, on a listener with a `migration` block whose store is open. */
   readonly record?: MigrationRecorder;
   /** How server connections are opened (the accepted side is the listener's business). */

@@ -467,6 +467,7 @@ export class ProxyRuntime {
       routesUseSource: listener.routes.some((r) => r.match.source !== undefined),
       logger,
       rawBytes: this.config.log.rawBytes,
+      logJa4: this.config.log.ja4,
       ...(listener.migration !== undefined && this.record !== undefined && { record: this.record.recorder }),
       engine: this.engine,
       nextConnectionId: () => this.nextId++,

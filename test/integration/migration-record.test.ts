@@ -281,3 +281,50 @@ testWithTools(TOOLS, 'Redis down at start: twinport starts, says so, and splices
     ['done', 'done'],
   );
 });
+
+testWithTools(TOOLS, 'a full disk under the store: twinport keeps splicing, logs the lost batches, and records again once there is room', async (t) => {
+  if (process.getuid?.() !== 0) {
+    if (process.env['CI'] === 'true') t.fail('CI runs as root: mount a tmpfs');
+    else t.log('needs root to mount a small tmpfs: skipped');
+    return;
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'twp-record-'));
+  const mnt = join(dir, 'small');
+  spawnSync('mkdir', [mnt]);
+  const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=512k', 'tmpfs', mnt], { encoding: 'utf8' });
+  if (m.status !== 0) {
+    if (process.env['CI'] === 'true') t.fail(`mount tmpfs failed: ${m.stderr}`);
+    else t.log(`mount tmpfs failed (${m.stderr.trim()}): skipped`);
+    rmSync(dir, { recursive: true, force: true });
+    return;
+  }
+  t.teardown(() => {
+    spawnSync('umount', ['-l', mnt]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const b = await startBackends(t);
+  const port = await freePort();
+  const file = join(dir, 'tp.yaml');
+  writeFileSync(file, configText(b, port, join(mnt, 'm.db')));
+  const p = await startTwinport(t, file);
+  const filler = join(mnt, 'filler');
+  spawnSync('sh', ['-c', `dd if=/dev/zero of=${filler} bs=4k 2>/dev/null; true`]);
+  // Long User-Agents make each batch need new pages the full tmpfs cannot give.
+  for (let i = 0; i < 20; i++) t.regex(await curl(t, port, `n${i}.internal`, ['-A', `agent-${i}-${'x'.repeat(2000)}`]), /^plain GET/);
+  await p.waitFor((l) => l.msg === 'migration record: batch not written');
+  rmSync(filler);
+  await curl(t, port, 'after.internal');
+  await waitCloses(p, 21);
+  await sleep(800);
+  p.kill('SIGTERM');
+  const stopped = await p.waitFor((l) => l.msg === 'stopped');
+  const stats = stopped['migration'] as { failures: number; lost: number };
+  t.true(stats.failures >= 1 && stats.lost >= 1, JSON.stringify(stats));
+  t.deepEqual(
+    p.lines.filter((l) => l.msg === 'close').map((l) => l['reason']),
+    Array(21).fill('done'),
+    'every connection spliced while the store was failing',
+  );
+  const r = await report(['--store', join(mnt, 'm.db'), '--since', '1h']);
+  t.is(named(r.json, 'after.internal').plaintext.connections, 1, 'recorded again once there was room');
+});
