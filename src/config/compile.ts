@@ -472,6 +472,11 @@ function compilePool(name: string, raw: unknown, issues: Issues): PoolConfig | u
       downFor: duration(ph, 'down_for', pp, DEFAULT_PASSIVE_HEALTH.downFor, issues),
     };
   }
+  if (raw['on_down'] === 'close') {
+    if (!isObj(raw['health']) && !isObj(raw['passive_health'])) {
+      issues.add([...path, 'on_down'], 'only used with health or passive_health: without them no server is ever marked down', 'key');
+    } else pool.onDown = 'close';
+  }
   return pool;
 }
 

@@ -264,6 +264,11 @@ const Pool = Type.Object(
     retries: Type.Optional(Type.Integer({ minimum: 0, maximum: 100, description: 'Extra server attempts. Default: servers − 1.' })),
     health: Type.Optional(Health),
     passive_health: Type.Optional(PassiveHealth),
+    on_down: Type.Optional(
+      StringEnum(['keep', 'close'] as const, {
+        description: 'When health marks a server down: keep its spliced connections (default) or close them. Only with health or passive_health.',
+      }),
+    ),
     servers: Type.Array(Type.Union([Type.String({ title: 'a "host:port" string' }), ServerObject]), { minItems: 1 }),
   },
   { additionalProperties: false },

@@ -110,6 +110,8 @@ export interface PoolConfig {
   readonly retries: number; // extra server attempts after the first, default: servers.length - 1
   readonly health?: HealthCheckConfig;
   readonly passiveHealth?: PassiveHealthConfig;
+  /** `close`: when health marks a server down, its spliced connections are closed; absent: they run on. */
+  readonly onDown?: 'close';
   readonly servers: readonly ServerConfig[];
 }
 

@@ -76,6 +76,8 @@ export class HealthChecker {
   private readonly check: NonNullable<HealthCheckerOptions['check']>;
   private readonly tracked = new Map<string, Tracked>();
   private stopped = false;
+  /** Told when a server goes from up to down (the runtime closes its connections for `on_down: close`). */
+  onServerDown: ((pool: string, server: string, reason: string) => void) | undefined;
 
   constructor(logger: Logger, opts: HealthCheckerOptions = {}) {
     this.logger = logger;
@@ -264,7 +266,10 @@ export class HealthChecker {
     r.state.setUp(r.index, up);
     const fields = { pool: r.pool, server: r.address.text, from, to: up ? 'up' : 'down', reason, source };
     if (up) this.logger.info(fields, 'health');
-    else this.logger.warn(fields, 'health');
+    else {
+      this.logger.warn(fields, 'health');
+      this.onServerDown?.(r.pool, r.address.text, reason);
+    }
   }
 
   private stopChecks(r: Tracked): void {

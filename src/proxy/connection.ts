@@ -892,6 +892,11 @@ export class Connection implements EndpointSink {
     };
   }
 
+  /** Spliced to its server (not peeking, connecting, answering or closed). */
+  get spliced(): boolean {
+    return this.phase === 'splice';
+  }
+
   get listenerName(): string {
     return this.listener.name;
   }

@@ -18,6 +18,7 @@ export const CLOSE_REASONS = [
   'redirected', // migration phase redirect: twinport answered a plaintext HTTP/1 request with a redirect to https
   'migration-reject', // migration phase redirect/reject: twinport answered plaintext with an error, or closed it
   'admin', // closed by an operator: DELETE /connections/{id}, or its server put in maint (detail says which)
+  'server-down', // its server was marked down by health, in a pool with on_down: close (detail: why)
   'internal-error', // our own code threw while handling this connection (a bug): this connection only
 ] as const;
 

@@ -160,6 +160,12 @@ export class ProxyRuntime {
     this.engine = resolveIoEngine(config.ioEngine);
     this.logger = logger;
     this.health = new HealthChecker(logger);
+    // HAProxy's on-marked-down shutdown-sessions: a pool that asks for it loses its down server's
+    // spliced connections at once (the clients reconnect to a server that is up).
+    this.health.onServerDown = (pool, server, why) => {
+      if (this.pools.get(pool)?.config.onDown !== 'close') return;
+      for (const c of [...this.connections]) if (c.spliced && c.poolName === pool && c.server === server) c.abort('server-down', why.slice(0, 200));
+    };
     this.affinity = new AffinitySet(logger);
     const closes = Object.fromEntries(CLOSE_REASONS.map((r) => [r, 0])) as Record<CloseReason, number>;
     this.stats = { accepted: 0, acceptErrors: 0, closes };
