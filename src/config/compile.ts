@@ -217,6 +217,8 @@ function compileListener(raw: unknown, path: KeyPath, pools: ReadonlySet<string>
     connect: duration(t, 'connect', tp, DEFAULT_TIMEOUTS.connect, issues),
     idle: duration(t, 'idle', tp, DEFAULT_TIMEOUTS.idle, issues),
     silent: duration(t, 'silent', tp, DEFAULT_TIMEOUTS.silent, issues),
+    ...(has(t, 'client_fin') && { clientFin: duration(t, 'client_fin', tp, 0, issues) }),
+    ...(has(t, 'server_fin') && { serverFin: duration(t, 'server_fin', tp, 0, issues) }),
   };
 
   let maxClientHello = DEFAULT_MAX_CLIENT_HELLO;

@@ -79,6 +79,8 @@ const Timeouts = Type.Object(
     connect: Type.Optional(Duration('Per server attempt. Default 3s.')),
     idle: Type.Optional(Duration('No bytes either way for this long closes the connection. Default 1h.')),
     silent: Type.Optional(Duration('Client sent nothing this long: the protocol: silent route. Default 3s.')),
+    client_fin: Type.Optional(Duration('Once the client has sent its FIN, the half-closed pair lives at most this long. Default: no bound but idle.')),
+    server_fin: Type.Optional(Duration('Once the server has sent its FIN, the half-closed pair lives at most this long. Default: no bound but idle.')),
   },
   { additionalProperties: false },
 );

@@ -120,6 +120,10 @@ export interface ListenerTimeouts {
   readonly connect: number; // default 3s
   readonly idle: number; // default 1h
   readonly silent: number; // default 3s; only acted on when a `protocol: silent` route exists
+  /** After the client's FIN, how long the half-closed pair may live; absent: only `idle` bounds it. */
+  readonly clientFin?: number;
+  /** After the server's FIN, the same. */
+  readonly serverFin?: number;
 }
 
 /** What a listener does with plaintext during an HTTP → HTTPS migration (docs/migration.md). */

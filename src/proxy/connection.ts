@@ -149,6 +149,8 @@ export class Connection implements EndpointSink {
   private connectedMs: number | undefined;
   /** Server connect attempts made (the first plus retries). */
   private attempts = 0;
+  /** Bounds a half-closed pair (timeouts.client_fin / server_fin). */
+  private finTimer: NodeJS.Timeout | undefined;
   /** Per-source limits that counted this connection: the runtime releases them at close. */
   limitHolds: { readonly scope: { release(ip: string): void }; readonly ip: string }[] | undefined;
   /** With reason `limit`: which one (`listener.max_connections`, `global.per_source.rate`…), a metric label. */
@@ -636,7 +638,10 @@ export class Connection implements EndpointSink {
     // Each direction: write what arrives, stop reading while the writer's buffer is full, resume on its
     // drain, pass FIN on (`end`) separately so the other half stays open (onRead, onDrain, onEnd).
     // A client that sent its request and FIN at once has had its EOF already, during the peek.
-    if (this.client.readEnded) server.end();
+    if (this.client.readEnded) {
+      server.end();
+      this.armFinTimer(CLIENT);
+    }
     else this.client.resume(); // in case the connect took long enough for the cap to pause it
     server.resume();
     this.lastActivity = this.activity();
@@ -708,6 +713,7 @@ export class Connection implements EndpointSink {
       case 'splice':
         if (side === CLIENT) this.upstream!.end();
         else this.client.end();
+        this.armFinTimer(side);
         return;
       case 'answer':
         // Our FIN went with the answer: with the client's, the socket closes (onClose ends it).
@@ -847,8 +853,33 @@ export class Connection implements EndpointSink {
     if (this.clientClosed && this.upstreamClosed) this.finish('done');
   }
 
+  /**
+   * HAProxy's `timeout client-fin` / `server-fin`: once one side has sent its FIN, the half-closed pair
+   * lives at most that long (a peer that never answers a FIN must not hold the pair for `idle`). Armed
+   * once, by the first FIN; only on a FIN, so the splice path pays nothing for it.
+   */
+  private armFinTimer(side: Side): void {
+    if (this.finTimer !== undefined || this.phase !== 'splice') return;
+    const t = this.listener.timeouts;
+    const ms = side === CLIENT ? t.clientFin : t.serverFin;
+    if (ms === undefined) return;
+    const detail = side === CLIENT ? 'client_fin' : 'server_fin';
+    this.finTimer = setTimeout(() => {
+      this.finTimer = undefined;
+      try {
+        this.finish('fin-timeout', detail);
+      } catch (e) {
+        this.fault(e);
+      }
+    }, ms);
+  }
+
   private finish(reason: CloseReason, detail?: string): void {
     if (this.phase === 'closed') return;
+    if (this.finTimer !== undefined) {
+      clearTimeout(this.finTimer);
+      this.finTimer = undefined;
+    }
     const wasSplicing = this.phase === 'splice';
     this.phase = 'closed';
     this.closeReason = reason;

@@ -6,6 +6,7 @@ export const CLOSE_REASONS = [
   'client-reset', // the client reset or errored
   'server-reset', // the server reset or errored mid-stream
   'idle-timeout', // no bytes either way for timeouts.idle
+  'fin-timeout', // one side sent FIN and the half-closed pair outlived timeouts.client_fin / server_fin (detail: which)
   'peek-timeout', // no verdict within timeouts.peek
   'peek-too-large', // max_client_hello bytes buffered without a verdict
   'peek-eof', // the client closed before a verdict
