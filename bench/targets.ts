@@ -62,6 +62,8 @@ export interface TargetContext {
   readonly allCpus: string | undefined;
   /** A built twinport checkout to run as `twinport-base`. */
   readonly baselineDir?: string | undefined;
+  /** Extra environment for `twinport-base` (`--base-env`). */
+  readonly baseEnv?: Readonly<Record<string, string>>;
 }
 
 /** Why a target cannot run here, or undefined when it can. */
@@ -175,8 +177,8 @@ function twinportCommand(root: string, nodeFlags: readonly string[], args: reado
   return [process.execPath, [...nodeFlags, join(root, 'dist', 'src', 'cli', 'main.js'), ...args]];
 }
 
-async function spawnProxy(name: TargetName, ctx: TargetContext, port: number, cmd: string, args: string[]): Promise<RunningTarget> {
-  const child = spawnChild(name, cmd, args, { cpus: ctx.cpus });
+async function spawnProxy(name: TargetName, ctx: TargetContext, port: number, cmd: string, args: string[], env?: NodeJS.ProcessEnv): Promise<RunningTarget> {
+  const child = spawnChild(name, cmd, args, env === undefined ? { cpus: ctx.cpus } : { cpus: ctx.cpus, env });
   await waitForPort(port, child);
   return { name, httpPort: port, tlsPort: port, child, stop: () => child.stop() };
 }
@@ -206,7 +208,8 @@ export async function startTarget(name: TargetName, ctx: TargetContext): Promise
       if (name === 'twinport-w2') args.push('--workers', '2', '--scheduling', 'rr');
       if (name === 'twinport-w2-none') args.push('--workers', '2', '--scheduling', 'none');
       const multi = name === 'twinport-w2' || name === 'twinport-w2-none';
-      const running = await spawnProxy(name, multi ? { ...ctx, cpus: ctx.allCpus } : ctx, port, ...twinportCommand(root, ctx.nodeFlags, args));
+      const env = name === 'twinport-base' && ctx.baseEnv !== undefined ? { ...process.env, ...ctx.baseEnv } : undefined;
+      const running = await spawnProxy(name, multi ? { ...ctx, cpus: ctx.allCpus } : ctx, port, ...twinportCommand(root, ctx.nodeFlags, args), env);
       if (adminPort === undefined) return running;
       // Scraped as a Prometheus server would, once a second, for the target's whole life: the proxy's
       // CPU then includes building every scrape.
