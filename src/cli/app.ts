@@ -11,13 +11,18 @@ import { describeListenFds, INHERITED_ENV, takeListenFds, type InheritedSocket }
 import { PrimarySockets } from './primary-sockets.js';
 import { runPrimary, type SchedulingPolicy } from './cluster.js';
 import { exitOnStopSignals } from './early-signals.js';
-import { describeError, wireLifecycle } from './lifecycle.js';
+import { configHash, describeError, wireLifecycle } from './lifecycle.js';
 import { Notifier } from './notify.js';
 import { takeStateFile } from './state-handoff.js';
 import { runReloadCommand, runUpgradeCommand } from './upgrade-command.js';
 import { runInspect } from './inspect.js';
 import { runReport, type ReportCliOptions } from './report.js';
 import { createLogger, type LogFormat } from './logger.js';
+import { LocalAdmin } from '../admin/api.js';
+import { ClusterAdmin, serveWorkerAdmin } from '../admin/cluster-admin.js';
+import { createProxyMetrics } from '../admin/metrics.js';
+import { startAdminServer, type AdminServer } from '../admin/server.js';
+import { addAdminCommands } from './admin-commands.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -74,7 +79,8 @@ async function runProxy(opts: RunOptions): Promise<void> {
   const logger = await createLogger(opts.logLevel ?? fileConfig?.log.level ?? 'info', opts.logFormat);
   notifier.logger = logger;
   const inherited = inheritedSockets();
-  if (opts.workers !== undefined && opts.workers > 1 && cluster.isPrimary) {
+  const workers = opts.workers ?? 1;
+  if (workers > 1 && cluster.isPrimary) {
     if (opts.config === undefined) fail('--workers needs --config (the demo runs in one process)');
     // Checked and bound once here, before forking, rather than as one identical error per worker.
     const sockets = new PrimarySockets(inherited);
@@ -83,8 +89,20 @@ async function runProxy(opts: RunOptions): Promise<void> {
     } catch (e) {
       fail(describeError(e));
     }
+    // The one admin listener of the group is the primary's, up before any worker forks: a bind error
+    // stops the start here.
+    let adminServer: AdminServer | undefined;
+    const admin = fileConfig?.admin;
+    const clusterAdmin = admin === undefined ? undefined : new ClusterAdmin(logger);
+    if (admin !== undefined && clusterAdmin !== undefined) {
+      try {
+        adminServer = await startAdminServer(admin, clusterAdmin, logger);
+      } catch (e) {
+        fail(describeError(e));
+      }
+    }
     runPrimary({
-      workers: opts.workers,
+      workers,
       scheduling: opts.scheduling,
       logger,
       notifier,
@@ -93,6 +111,18 @@ async function runProxy(opts: RunOptions): Promise<void> {
       sockets,
       upgradeArgs: process.argv.slice(2),
       ...(opts.pidFile !== undefined && { pidFile: opts.pidFile }),
+      ...(admin !== undefined &&
+        clusterAdmin !== undefined && {
+          adminForUpgrade: {
+            release: async () => {
+              await adminServer?.close();
+              adminServer = undefined;
+            },
+            reclaim: async () => {
+              adminServer = await startAdminServer(admin, clusterAdmin, logger);
+            },
+          },
+        }),
     });
     logger.info({ version: pkg.version, node: process.version }, 'primary running');
     return;
@@ -118,21 +148,49 @@ async function runProxy(opts: RunOptions): Promise<void> {
     logger.info({ servers: handed.state.health.length, affinityPools: Object.keys(handed.state.affinity).length }, 'upgrade state taken over');
   }
   const runtime = new ProxyRuntime(config, logger, { ...(inherited !== undefined && { inherited }), ...(handed.state !== undefined && { state: handed.state }) });
+  runtime.configHash = configHash(opts.config);
+  // Before start: the metrics count every connection's outcome from the first one on.
+  const metrics = config.admin === undefined ? undefined : createProxyMetrics(runtime);
+  let adminServer: AdminServer | undefined;
   try {
     await runtime.start();
+    if (config.admin !== undefined && metrics !== undefined) {
+      const local = new LocalAdmin(runtime, metrics.registry, { version: pkg.version, configFile: opts.config ?? '<demo>', workers });
+      if (cluster.isWorker) serveWorkerAdmin(local);
+      else adminServer = await startAdminServer(config.admin, local, logger);
+    }
   } catch (e) {
     await closeDemo();
     fail(describeError(e));
   }
+  const onExit = async (): Promise<void> => {
+    await adminServer?.close();
+    await closeDemo();
+  };
+  const admin = config.admin;
   wireLifecycle({
     runtime,
     logger,
     configFile: opts.config,
-    onExit: closeDemo,
+    onExit,
     levelFromConfig: opts.logLevel === undefined,
     notifier,
     ...(opts.config !== undefined && { upgradeArgs: process.argv.slice(2) }),
     ...(opts.pidFile !== undefined && !cluster.isWorker && { pidFile: opts.pidFile }),
+    ...(admin !== undefined &&
+      metrics !== undefined &&
+      !cluster.isWorker && {
+        adminForUpgrade: {
+          release: async () => {
+            await adminServer?.close();
+            adminServer = undefined;
+          },
+          reclaim: async () => {
+            const local = new LocalAdmin(runtime, metrics.registry, { version: pkg.version, configFile: opts.config ?? '<demo>', workers });
+            adminServer = await startAdminServer(admin, local, logger);
+          },
+        },
+      }),
   });
   // Which build serves: after a binary upgrade, the new process's line says so.
   logger.info({ version: pkg.version, node: process.version, connections: runtime.activeConnections }, 'ready');
@@ -236,6 +294,7 @@ program
     }
   });
 
+addAdminCommands(program, fail);
 program
   .command('report')
   .description('who still speaks plaintext on migration listeners, and whether it is safe to turn it off: exit 0 when every name is safe (or has no traffic), 3 when not')

@@ -14,7 +14,7 @@ import { ConfigError, formatIssue, loadConfigFile } from '../config/load.js';
 import type { TwinportConfig } from '../config/types.js';
 import { replaceHangupHandler, setSignalHandler } from './early-signals.js';
 import { guardHandoffs } from './handoff-guard.js';
-import { describeError, isWorkerReport, STATUS_INTERVAL_MS } from './lifecycle.js';
+import { describeError, isWorkerReport, reclaimAdmin, releaseAdmin, STATUS_INTERVAL_MS, type AdminHandover } from './lifecycle.js';
 import { monotonicUsec, type Notifier } from './notify.js';
 import { removePidFileIfOurs, restartWorkersRequestFile, writePidFile, writeReloadResult, writeUpgradeResult } from './pid-file.js';
 import { fdName, type PrimarySockets } from './primary-sockets.js';
@@ -39,6 +39,7 @@ export interface ClusterOptions {
   readonly pidFile?: string;
   /** The arguments a binary upgrade runs the new primary with (ours). */
   readonly upgradeArgs: readonly string[];
+  readonly adminForUpgrade?: AdminHandover;
 }
 
 /** Minimum time between two forks of a replacement, so a worker that crashes at start cannot spin. */
@@ -273,8 +274,12 @@ export function runPrimary(opts: ClusterOptions): void {
     upgrading = true;
     const sockets = opts.sockets.list().map((s) => ({ fd: s.fd, name: fdName(s.name) }));
     logger.info({ sockets }, 'upgrade: starting the installed twinport (primary)');
-    void spawnUpgrade({ logger, sockets, args: opts.upgradeArgs }).then((outcome) => {
+    void (async () => {
+      await releaseAdmin(opts.adminForUpgrade, logger);
+      return spawnUpgrade({ logger, sockets, args: opts.upgradeArgs });
+    })().then(async (outcome) => {
       if (!outcome.ok) {
+        await reclaimAdmin(opts.adminForUpgrade, logger);
         upgrading = false;
         logger.error({ newPid: outcome.pid, reason: outcome.reason, ms: Math.round(outcome.ms) }, 'upgrade failed: this process keeps serving');
         if (opts.pidFile !== undefined) writeUpgradeResult(opts.pidFile, { ok: false, oldPid: process.pid, reason: outcome.reason });

@@ -3,6 +3,8 @@
 // (upgrade.ts). What happens is told to the service manager (notify.ts) or, in a worker, to the primary,
 // which tells the manager for the whole cluster (cluster.ts).
 import cluster from 'node:cluster';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { ConfigError, formatIssue, loadConfigFile } from '../config/load.js';
 import type { TwinportConfig } from '../config/types.js';
@@ -31,6 +33,26 @@ export function isWorkerReport(m: unknown): m is WorkerReport {
   return typeof m === 'object' && m !== null && typeof (m as { twinport?: unknown }).twinport === 'string';
 }
 
+/** SHA-256 of the config file's text, first 16 hex digits (`/status`, metric twinport_config_info). */
+export function configHash(file: string | undefined): string | undefined {
+  if (file === undefined) return undefined;
+  try {
+    return createHash('sha256').update(readFileSync(file)).digest('hex').slice(0, 16);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The admin listener's address is not among the sockets an upgrade passes on: the old process closes
+ * its admin listener just before it starts the new one (which binds it), and opens it again when the
+ * upgrade fails. Only the admin API is unreachable meanwhile, never a data listener.
+ */
+export interface AdminHandover {
+  release(): Promise<void>;
+  reclaim(): Promise<void>;
+}
+
 export function describeError(e: unknown): string {
   if (e instanceof ConfigError) return e.issues.map(formatIssue).join('\n') || e.message;
   if (e instanceof TwinportError) return `${e.code}: ${e.message}`;
@@ -53,6 +75,7 @@ export interface LifecycleOptions {
   /** The arguments a binary upgrade starts the new process with (ours); undefined: SIGUSR2 is refused. */
   readonly upgradeArgs?: readonly string[];
   readonly pidFile?: string;
+  readonly adminForUpgrade?: AdminHandover;
 }
 
 /** Call once the runtime listens: READY=1, then a periodic STATUS=. */
@@ -98,11 +121,17 @@ export function wireLifecycle(o: LifecycleOptions): void {
       next = loadConfigFile(file);
     } catch (e) {
       const issues = e instanceof ConfigError ? e.issues.map(formatIssue) : [describeError(e)];
+      runtime.noteReloadFailure(issues);
       logger.error({ file, errors: issues }, 'reload failed: keeping the running config');
       return false;
     }
+    if (JSON.stringify(next.admin ?? null) !== JSON.stringify(runtime.currentConfig.admin ?? null)) {
+      logger.warn({ file }, 'admin changes need a restart: keeping the running admin listener');
+    }
+    const hash = configHash(file);
     try {
       await runtime.reload(next);
+      runtime.configHash = hash;
     } catch (e) {
       logger.error({ file, err: describeError(e) }, 'reload failed: keeping the running config');
       return false;
@@ -146,6 +175,7 @@ export function wireLifecycle(o: LifecycleOptions): void {
     } catch (e) {
       logger.warn({ err: (e as Error).message }, 'upgrade: state not handed over (health and affinity start over in the new process)');
     }
+    await releaseAdmin(o.adminForUpgrade, logger);
     const outcome = await spawnUpgrade({
       logger,
       sockets,
@@ -154,6 +184,7 @@ export function wireLifecycle(o: LifecycleOptions): void {
     });
     if (!outcome.ok) {
       if (stateFile !== undefined) removeStateFile(stateFile);
+      await reclaimAdmin(o.adminForUpgrade, logger);
       upgrading = false;
       logger.error({ newPid: outcome.pid, reason: outcome.reason, ms: Math.round(outcome.ms) }, 'upgrade failed: this process keeps serving');
       if (o.pidFile !== undefined) writeUpgradeResult(o.pidFile, { ok: false, oldPid: process.pid, reason: outcome.reason });
@@ -185,5 +216,23 @@ export function wireLifecycle(o: LifecycleOptions): void {
       void notifier.send({ STATUS: statusText(runtime, 'serving') });
     }, STATUS_INTERVAL_MS);
     timer.unref();
+  }
+}
+
+export async function releaseAdmin(admin: AdminHandover | undefined, logger: Logger): Promise<void> {
+  if (admin === undefined) return;
+  try {
+    await admin.release();
+  } catch (e) {
+    logger.warn({ err: describeError(e) }, 'upgrade: the admin listener did not close');
+  }
+}
+
+export async function reclaimAdmin(admin: AdminHandover | undefined, logger: Logger): Promise<void> {
+  if (admin === undefined) return;
+  try {
+    await admin.reclaim();
+  } catch (e) {
+    logger.error({ err: describeError(e) }, 'the admin listener could not be opened again after the failed upgrade');
   }
 }
