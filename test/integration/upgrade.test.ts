@@ -162,3 +162,34 @@ test('a failing upgrade (broken config, then a broken binary) keeps the old proc
     await secure.close();
   }
 });
+
+test('with an admin listener: the upgrade hands the admin address over too, and /status names the new pid and its version', async (t) => {
+  const web = await startHttpBackend('web-backend');
+  const secure = await startTlsBackend('tls-backend');
+  const port = await freePort();
+  const adminPort = await freePort();
+  const { file, pidFile } = setup(`${configText(port, web.address, secure.address)}admin:\n  bind: "127.0.0.1:${adminPort}"\n`);
+  const p = spawnTwinport(['run', '-c', file, '--pid-file', pidFile]);
+  const pids = new Set<number>([p.child.pid!]);
+  const status = async (): Promise<{ pid?: number; version?: string }> => {
+    const r = await fetch(`http://127.0.0.1:${adminPort}/status`);
+    return (await r.json()) as { pid?: number; version?: string };
+  };
+  try {
+    await p.waitFor((l) => l.msg === 'ready');
+    t.is((await status()).pid, p.child.pid);
+    const r = await runTwinport(['upgrade', '--pid-file', pidFile]);
+    t.is(r.code, 0, r.stdout);
+    const newPid = Number(/→ (\d+)/.exec(r.stdout)![1]);
+    pids.add(newPid);
+    const s = await status();
+    t.is(s.pid, newPid, '/status answers from the new process');
+    t.is(typeof s.version, 'string');
+    process.kill(newPid, 'SIGTERM');
+    await p.waitFor((l) => l.msg === 'stopped' && l['pid'] === newPid);
+  } finally {
+    killAll(p, pids);
+    await web.close();
+    await secure.close();
+  }
+});
