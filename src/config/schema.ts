@@ -318,7 +318,7 @@ export const ConfigSchema = Type.Object(
         {
           level: Type.Optional(StringEnum(LOG_LEVELS, { description: 'Default info.' })),
           raw_bytes: Type.Optional(Type.Boolean({ description: 'Log peeked bytes (hex) at debug level. Default false.' })),
-          ja4: Type.Optional(Type.Boolean({ description: 'Put the JA4 fingerprint of every TLS hello in its close line (costs ~6 µs a hello). Default false.' })),
+          ja4: Type.Optional(Type.Boolean({ description: 'Put the JA4 fingerprint of every TLS hello in its close line (costs 4–6 µs a hello). Default false.' })),
         },
         { additionalProperties: false },
       ),
