@@ -50,7 +50,16 @@ function runAva(args, env, tag) {
 }
 
 const extra = process.argv.slice(2);
-let ok = await runAva(extra, {}, undefined);
+// The lifecycle load tests (thousands of connections across upgrades and rolling restarts, 115 process
+// starts for the early-signal test) run in a pass of their own, one file at a time: run beside other
+// files on a 2-core host they starved them (a cluster test's clients timed out behind its workers).
+const SERIAL = ['upgrade', 'rolling-workers', 'early-signals'].map((n) => `dist/test/integration/${n}.test.js`);
+const allTests = (dir) =>
+  readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? allTests(`${dir}/${e.name}`) : e.name.endsWith('.test.js') ? [`${dir}/${e.name}`] : [],
+  );
+let ok = await runAva(extra.length > 0 ? extra : allTests('dist/test').filter((f) => !SERIAL.includes(f)), {}, undefined);
+if (extra.length === 0) ok = (await runAva(['--concurrency', '1', ...SERIAL], {}, undefined)) && ok;
 if (extra.length === 0) {
   const dir = 'dist/test/integration';
   const proxyTests = readdirSync(dir)

@@ -8,6 +8,7 @@ export const ERROR_CODES = {
   TWP_ERR_CONFIG_YAML: 'the configuration file is not valid YAML',
   TWP_ERR_INSPECT_INPUT: 'the inspect input could not be read or decoded',
   TWP_ERR_LISTEN: 'a listener could not bind its address',
+  TWP_ERR_LISTEN_FDS: 'the inherited sockets (systemd socket activation or an upgrade) and the listeners do not match',
   TWP_ERR_IO_ENGINE: 'the configured io_engine is not available in this Node',
   TWP_ERR_DEMO_START: 'the demo backends could not start',
   TWP_ERR_PROXY_HEADER_BUILD: 'a PROXY protocol header could not be built from the given addresses',

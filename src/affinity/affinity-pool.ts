@@ -93,6 +93,11 @@ export class PoolAffinity {
     );
   }
 
+  /** The learned table, for a state hand-off (binary upgrade). */
+  get learned(): AffinityTable {
+    return this.table;
+  }
+
   /**
    * The learned table for the admin API: the key's kind and a prefix of it only (a whole session ID or
    * ticket key name is a credential-adjacent secret: never shown), its server, and how long ago it was

@@ -6,6 +6,9 @@ import type { Logger } from 'pino';
 import type { PoolConfig } from '../config/types.js';
 import { PoolAffinity, type AffinityStats } from './affinity-pool.js';
 import { AffinityStore } from './affinity-store.js';
+import type { AffinityTable } from './affinity-table.js';
+
+export type AffinityDump = ReturnType<AffinityTable['dump']>;
 
 /** A pool as the set sees it (the proxy's PoolRuntime is one): affinity is attached to it here. */
 export interface AffinityPoolSlot {
@@ -16,6 +19,8 @@ export interface AffinityPoolSlot {
 export class AffinitySet {
   private readonly pools = new Map<string, PoolAffinity>();
   private readonly stores = new Map<string, AffinityStore>();
+  /** Entries handed over by the process this one replaced, loaded into each pool's new table once. */
+  private seed: Record<string, AffinityDump> = {};
 
   constructor(private readonly logger: Logger) {}
 
@@ -36,6 +41,11 @@ export class AffinitySet {
       if (affinity === undefined || !affinity.fits(config, store)) {
         affinity = new PoolAffinity(config, store);
         this.pools.set(config.name, affinity);
+        const seeded = this.seed[config.name];
+        if (seeded !== undefined) {
+          delete this.seed[config.name];
+          affinity.learned.load(seeded);
+        }
       }
       pool.affinity = affinity;
     }
@@ -45,6 +55,16 @@ export class AffinitySet {
       store.close();
       this.stores.delete(url);
     }
+  }
+
+  /** Learned entries per pool, for the process that takes over (binary upgrade). */
+  dump(): Record<string, AffinityDump> {
+    return Object.fromEntries([...this.pools].map(([name, a]) => [name, a.learned.dump()]));
+  }
+
+  /** Before the first apply(): entries a previous process learned (dump()), by pool name. */
+  seedWith(dump: Record<string, AffinityDump>): void {
+    this.seed = { ...dump };
   }
 
   /** Settles once every store has made its first connection attempt (successful or not). */

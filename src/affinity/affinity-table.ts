@@ -48,6 +48,16 @@ export class AffinityTable {
     return before !== server;
   }
 
+  /** Every live entry with its remaining TTL, in a form another process can load (binary upgrade). */
+  dump(): [string, { value: string; ttl?: number; start?: number }][] {
+    return this.cache.dump();
+  }
+
+  /** Entries from dump(); lru-cache carries their age as wall-clock time, so they expire as they would have. */
+  load(entries: [string, { value: string; ttl?: number; start?: number }][]): void {
+    this.cache.load(entries);
+  }
+
   /** Up to `limit` entries, most recently used first, with their remaining TTL; reading does not refresh them. */
   list(limit: number): { key: string; server: string; remainingMs: number }[] {
     const out: { key: string; server: string; remainingMs: number }[] = [];

@@ -7,12 +7,17 @@ import { checkConfigFile, ConfigError, formatIssue, loadConfigFile, buildDemoCon
 import type { TwinportConfig } from '../config/types.js';
 import { TwinportError } from '../errors.js';
 import { ProxyRuntime } from '../proxy/runtime.js';
+import { describeListenFds, INHERITED_ENV, takeListenFds, type InheritedSocket } from '../proxy/listen-fds.js';
+import { PrimarySockets } from './primary-sockets.js';
 import { runPrimary, type SchedulingPolicy } from './cluster.js';
-import { setHangupHandler } from './early-signals.js';
+import { exitOnStopSignals } from './early-signals.js';
+import { configHash, describeError, wireLifecycle } from './lifecycle.js';
+import { Notifier } from './notify.js';
+import { takeStateFile } from './state-handoff.js';
+import { runReloadCommand, runUpgradeCommand } from './upgrade-command.js';
 import { runInspect } from './inspect.js';
 import { runReport, type ReportCliOptions } from './report.js';
 import { createLogger, type LogFormat } from './logger.js';
-import { createHash } from 'node:crypto';
 import { LocalAdmin } from '../admin/api.js';
 import { ClusterAdmin, serveWorkerAdmin } from '../admin/cluster-admin.js';
 import { createProxyMetrics } from '../admin/metrics.js';
@@ -29,87 +34,39 @@ interface RunOptions {
   readonly logFormat: LogFormat;
   readonly workers?: number;
   readonly scheduling: SchedulingPolicy;
+  readonly pidFile?: string;
 }
 
-/** SHA-256 of the config file's text, first 16 hex digits (`/status`, metric twinport_config_info). */
-function configHash(file: string | undefined): string | undefined {
-  if (file === undefined) return undefined;
-  try {
-    return createHash('sha256').update(readFileSync(file)).digest('hex').slice(0, 16);
-  } catch {
-    return undefined;
-  }
-}
+/** Made first thing in runProxy: a startup failure is also told to an upgrading parent (upgrade.ts). */
+let notifier: Notifier | undefined;
 
 function fail(message: string, code = 1): never {
+  void notifier?.send({ ERROR: message.trim().replace(/\n/g, ' | ') });
   process.stderr.write(message.endsWith('\n') ? message : `${message}\n`);
   process.exit(code);
 }
 
-function describeError(e: unknown): string {
-  if (e instanceof ConfigError) return e.issues.map(formatIssue).join('\n') || e.message;
-  if (e instanceof TwinportError) return `${e.code}: ${e.message}`;
-  return String((e as Error)?.stack ?? e);
-}
 
-/** SIGTERM/SIGINT: graceful shutdown then exit 0. SIGHUP: reload the file, keep the old config on error. */
-function wireSignals(
-  runtime: ProxyRuntime,
-  logger: Logger,
-  configFile: string | undefined,
-  onExit: () => Promise<void>,
-  levelFromConfig: boolean,
-): void {
-  let stopping = false;
-  const stop = (signal: string): void => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal, connections: runtime.activeConnections }, 'shutting down');
-    void runtime
-      .shutdown()
-      .then(onExit)
-      .then(() => {
-        const migration = runtime.migrationRecordStats();
-        logger.info(
-          { closes: runtime.stats.closes, acceptErrors: runtime.stats.acceptErrors, affinity: runtime.affinityStats(), ...(migration !== undefined && { migration }) },
-          'stopped',
-        );
-        process.exit(0);
-      });
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
-  setHangupHandler(() => {
-    if (configFile === undefined) {
-      logger.warn('SIGHUP ignored: the demo has no config file to reload');
-      return;
-    }
-    let next: TwinportConfig;
-    try {
-      next = loadConfigFile(configFile);
-    } catch (e) {
-      const issues = e instanceof ConfigError ? e.issues.map(formatIssue) : [describeError(e)];
-      runtime.noteReloadFailure(issues);
-      logger.error({ file: configFile, errors: issues }, 'reload failed: keeping the running config');
-      return;
-    }
-    if (JSON.stringify(next.admin ?? null) !== JSON.stringify(runtime.currentConfig.admin ?? null)) {
-      logger.warn({ file: configFile }, 'admin changes need a restart: keeping the running admin listener');
-    }
-    const hash = configHash(configFile);
-    runtime.reload(next).then(
-      () => {
-        runtime.configHash = hash;
-        // A reloaded `log.level` applies too, unless --log-level fixed it for the process's life.
-        if (levelFromConfig) logger.level = next.log.level;
-        logger.info({ file: configFile }, 'reloaded');
-      },
-      (e: unknown) => logger.error({ file: configFile, err: describeError(e) }, 'reload failed: keeping the running config'),
-    );
-  });
+/**
+ * The listening sockets this process inherited (systemd socket activation, or the twinport that spawned
+ * it for an upgrade), or undefined. A cluster worker reads the primary's list: the descriptors are the
+ * primary's, and net in a worker sends `listen({ fd })` to the primary, which opens its own.
+ */
+function inheritedSockets(): InheritedSocket[] | undefined {
+  if (cluster.isWorker) {
+    const text = process.env[INHERITED_ENV];
+    return text === undefined ? undefined : (JSON.parse(text) as InheritedSocket[]);
+  }
+  const fds = takeListenFds(process.env, process.pid);
+  if (fds === undefined) return undefined;
+  const inherited = describeListenFds(fds);
+  process.env[INHERITED_ENV] = JSON.stringify(inherited);
+  return inherited;
 }
 
 async function runProxy(opts: RunOptions): Promise<void> {
+  // A worker tells the primary, never the service manager (the primary speaks for the cluster).
+  notifier = new Notifier(undefined, cluster.isWorker ? {} : process.env);
   // The config is read first: its `log.level` is the level unless --log-level was given.
   let fileConfig: TwinportConfig | undefined;
   if (opts.config !== undefined) {
@@ -120,19 +77,54 @@ async function runProxy(opts: RunOptions): Promise<void> {
     }
   }
   const logger = await createLogger(opts.logLevel ?? fileConfig?.log.level ?? 'info', opts.logFormat);
+  notifier.logger = logger;
+  const inherited = inheritedSockets();
   const workers = opts.workers ?? 1;
   if (workers > 1 && cluster.isPrimary) {
     if (opts.config === undefined) fail('--workers needs --config (the demo runs in one process)');
+    // Checked and bound once here, before forking, rather than as one identical error per worker.
+    const sockets = new PrimarySockets(inherited);
+    try {
+      await sockets.ensure(fileConfig!.listeners, true);
+    } catch (e) {
+      fail(describeError(e));
+    }
     // The one admin listener of the group is the primary's, up before any worker forks: a bind error
     // stops the start here.
-    if (fileConfig?.admin !== undefined) {
+    let adminServer: AdminServer | undefined;
+    const admin = fileConfig?.admin;
+    const clusterAdmin = admin === undefined ? undefined : new ClusterAdmin(logger);
+    if (admin !== undefined && clusterAdmin !== undefined) {
       try {
-        await startAdminServer(fileConfig.admin, new ClusterAdmin(logger), logger);
+        adminServer = await startAdminServer(admin, clusterAdmin, logger);
       } catch (e) {
         fail(describeError(e));
       }
     }
-    runPrimary({ workers, scheduling: opts.scheduling, logger });
+    runPrimary({
+      workers,
+      scheduling: opts.scheduling,
+      logger,
+      notifier,
+      config: fileConfig!,
+      configFile: opts.config,
+      sockets,
+      upgradeArgs: process.argv.slice(2),
+      ...(opts.pidFile !== undefined && { pidFile: opts.pidFile }),
+      ...(admin !== undefined &&
+        clusterAdmin !== undefined && {
+          adminForUpgrade: {
+            release: async () => {
+              await adminServer?.close();
+              adminServer = undefined;
+            },
+            reclaim: async () => {
+              adminServer = await startAdminServer(admin, clusterAdmin, logger);
+            },
+          },
+        }),
+    });
+    logger.info({ version: pkg.version, node: process.version }, 'primary running');
     return;
   }
   let config: TwinportConfig;
@@ -150,7 +142,12 @@ async function runProxy(opts: RunOptions): Promise<void> {
       fail(describeError(e));
     }
   }
-  const runtime = new ProxyRuntime(config, logger);
+  const handed = takeStateFile();
+  if (handed.problem !== undefined) logger.warn({ problem: handed.problem }, 'upgrade state not read: health and affinity start over');
+  else if (handed.state !== undefined) {
+    logger.info({ servers: handed.state.health.length, affinityPools: Object.keys(handed.state.affinity).length }, 'upgrade state taken over');
+  }
+  const runtime = new ProxyRuntime(config, logger, { ...(inherited !== undefined && { inherited }), ...(handed.state !== undefined && { state: handed.state }) });
   runtime.configHash = configHash(opts.config);
   // Before start: the metrics count every connection's outcome from the first one on.
   const metrics = config.admin === undefined ? undefined : createProxyMetrics(runtime);
@@ -170,7 +167,33 @@ async function runProxy(opts: RunOptions): Promise<void> {
     await adminServer?.close();
     await closeDemo();
   };
-  wireSignals(runtime, logger, opts.config, onExit, opts.logLevel === undefined);
+  const admin = config.admin;
+  wireLifecycle({
+    runtime,
+    logger,
+    configFile: opts.config,
+    onExit,
+    levelFromConfig: opts.logLevel === undefined,
+    notifier,
+    ...(opts.config !== undefined && { upgradeArgs: process.argv.slice(2) }),
+    ...(opts.pidFile !== undefined && !cluster.isWorker && { pidFile: opts.pidFile }),
+    ...(admin !== undefined &&
+      metrics !== undefined &&
+      !cluster.isWorker && {
+        adminForUpgrade: {
+          release: async () => {
+            await adminServer?.close();
+            adminServer = undefined;
+          },
+          reclaim: async () => {
+            const local = new LocalAdmin(runtime, metrics.registry, { version: pkg.version, configFile: opts.config ?? '<demo>', workers });
+            adminServer = await startAdminServer(admin, local, logger);
+          },
+        },
+      }),
+  });
+  // Which build serves: after a binary upgrade, the new process's line says so.
+  logger.info({ version: pkg.version, node: process.version, connections: runtime.activeConnections }, 'ready');
   if (opts.config === undefined) {
     const a = runtime.addresses().get('demo');
     const where = a === undefined ? opts.listen : `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
@@ -200,7 +223,8 @@ const logOptions = (cmd: Command): Command =>
     .addOption(new Option('--workers <n>', 'proxy processes sharing the listeners (node:cluster)').argParser(parseWorkers))
     .addOption(new Option('--scheduling <policy>', 'with --workers: rr (primary hands out connections) or none (workers accept)').choices(['rr', 'none']).default('rr'))
     .addOption(new Option('--log-level <level>', 'pino log level (default: the config\'s log.level, else info)').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']))
-    .addOption(new Option('--log-format <format>', 'log output').choices(['json', 'pretty']).default('json'));
+    .addOption(new Option('--log-format <format>', 'log output').choices(['json', 'pretty']).default('json'))
+    .addOption(new Option('--pid-file <file>', 'write the serving pid here once ready (after an upgrade: the new pid); `twinport upgrade --pid-file` reads it'));
 
 const program = new Command();
 program
@@ -220,6 +244,7 @@ program
   .command('check <file>')
   .description('validate a config file: exit 0 with a summary, or 1 with every error as FILE:LINE:COL key.path: message')
   .action((file: string) => {
+    exitOnStopSignals();
     const r = checkConfigFile(file);
     if (r.ok) {
       process.stdout.write(`${r.summary}\n`);
@@ -229,12 +254,39 @@ program
   });
 
 program
+  .command('upgrade')
+  .description('binary upgrade of a running twinport: SIGUSR2, then wait until the new process is ready (with --pid-file) and report its pid')
+  .option('--pid-file <file>', 'the running twinport\'s --pid-file: the outcome is awaited and reported')
+  .option('--pid <pid>', 'the running twinport\'s pid: the signal is sent, the outcome is in its log')
+  .option('--timeout <seconds>', 'how long to wait for the outcome', '90')
+  .action(async (opts: { pidFile?: string; pid?: string; timeout: string }) => {
+    exitOnStopSignals();
+    const r = await runUpgradeCommand(opts);
+    process.stdout.write(`${r.message}\n`);
+    process.exit(r.code);
+  });
+
+program
+  .command('reload')
+  .description('SIGHUP a running twinport and wait for the outcome; --restart-workers replaces a cluster\'s workers one at a time')
+  .requiredOption('--pid-file <file>', 'the running twinport\'s --pid-file')
+  .option('--restart-workers', 'replace every worker even when the config did not change (e.g. after a Node update)')
+  .option('--timeout <seconds>', 'how long to wait for the outcome', '120')
+  .action(async (opts: { pidFile: string; restartWorkers?: boolean; timeout: string }) => {
+    exitOnStopSignals();
+    const r = await runReloadCommand(opts);
+    process.stdout.write(`${r.message}\n`);
+    process.exit(r.code);
+  });
+
+program
   .command('inspect [file]')
   .description('print what twinport would see in a captured first flight (raw bytes, or hex text with --hex; "-" or nothing reads stdin)')
   .option('--hex', 'the input is hex text')
   .option('--final', 'treat the input as complete (default for files)')
   .option('--no-final', 'the input may be a prefix: need-more is a possible answer')
   .action(async (file: string | undefined, opts: { hex?: boolean; final?: boolean }) => {
+    exitOnStopSignals();
     try {
       process.stdout.write(`${await runInspect(file, { ...(opts.hex !== undefined && { hex: opts.hex }), ...(opts.final !== undefined && { final: opts.final }) })}\n`);
     } catch (e) {

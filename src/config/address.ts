@@ -50,8 +50,19 @@ export function parseHostPort(text: string, allowPortZero: boolean): HostPort | 
   return typeof port === 'string' ? port : { host, port };
 }
 
-/** A listener bind; port 0 asks the OS for a free port (tests, demos). */
-export function parseBind(text: string): (HostPort & { readonly text: string }) | string {
+/**
+ * systemd's FileDescriptorName= (systemd.socket(5)): up to 255 printable ASCII characters, no colon
+ * (LISTEN_FDNAMES separates names with colons).
+ */
+const FD_NAME = /^[\x21-\x39\x3b-\x7e]{1,255}$/;
+
+/** A listener bind: "host:port" (port 0 asks the OS for a free port), or "fd:NAME", an inherited socket. */
+export function parseBind(text: string): (HostPort & { readonly text: string; readonly fdName?: string }) | string {
+  if (text.startsWith('fd:')) {
+    const name = text.slice('fd:'.length);
+    if (!FD_NAME.test(name)) return `"${text}": NAME must be 1-255 printable ASCII characters without ":" or spaces, as systemd's FileDescriptorName= allows`;
+    return { text, host: '', port: 0, fdName: name };
+  }
   const hp = parseHostPort(text, true);
   return typeof hp === 'string' ? hp : { text, host: hp.host, port: hp.port };
 }

@@ -191,7 +191,8 @@ function compileRoute(raw: unknown, index: number, path: KeyPath, pools: Readonl
 }
 
 /** "0.0.0.0" / "::" take the port on every address of their family ("::" on both, dual-stack). */
-function bindsConflict(a: { host: string; port: number }, b: { host: string; port: number }): boolean {
+function bindsConflict(a: { host: string; port: number; fdName?: string }, b: { host: string; port: number; fdName?: string }): boolean {
+  if (a.fdName !== undefined || b.fdName !== undefined) return false;
   if (a.port === 0 || a.port !== b.port) return false;
   const ab = ipToBytes(a.host);
   const bb = ipToBytes(b.host);
@@ -204,11 +205,11 @@ function bindsConflict(a: { host: string; port: number }, b: { host: string; por
 
 function compileListener(raw: unknown, path: KeyPath, pools: ReadonlySet<string>, issues: Issues): ListenerConfig | undefined {
   if (!isObj(raw)) return undefined;
-  let bind = { text: '', host: '', port: 0 };
+  let bind: ListenerConfig['bind'] = { text: '', host: '', port: 0 };
   if (typeof raw['bind'] === 'string') {
     const b = parseBind(raw['bind']);
     if (typeof b === 'string') issues.add([...path, 'bind'], b);
-    else bind = { text: b.text, host: b.host, port: b.port };
+    else bind = { text: b.text, host: b.host, port: b.port, ...(b.fdName !== undefined && { fdName: b.fdName }) };
   }
   const t = isObj(raw['timeouts']) ? raw['timeouts'] : {};
   const tp = [...path, 'timeouts'];
@@ -682,7 +683,11 @@ export function compileConfig(raw: unknown, source: string): CompileResult {
     if (first !== undefined && l.name !== '') {
       issues.add([...path, named ? 'name' : 'bind'], `duplicate listener name "${l.name}" (also listeners[${first}])`);
     } else byName.set(l.name, i);
-    if (l.bind.text !== '') {
+    if (l.bind.fdName !== undefined) {
+      const clash = bound.find((b) => b.bind.fdName === l.bind.fdName);
+      if (clash !== undefined) issues.add([...path, 'bind'], `"${l.bind.text}" is also listeners[${clash.index}] bind: one inherited socket serves one listener`);
+      bound.push({ index: i, bind: l.bind });
+    } else if (l.bind.text !== '') {
       const clash = bound.find((b) => bindsConflict(b.bind, l.bind));
       if (clash !== undefined) issues.add([...path, 'bind'], `"${l.bind.text}" conflicts with listeners[${clash.index}] bind "${clash.bind.text}"`);
       bound.push({ index: i, bind: l.bind });

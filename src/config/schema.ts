@@ -160,7 +160,7 @@ const Admin = Type.Object(
 const Listener = Type.Object(
   {
     name: Type.Optional(Type.String({ minLength: 1, description: 'Unique; used in logs and metrics. Default: the bind text.' })),
-    bind: Type.String({ description: '"host:port" or "[v6]:port"; port 0 picks a free port.' }),
+    bind: Type.String({ description: '"host:port" or "[v6]:port"; port 0 picks a free port. "fd:NAME": the inherited socket named NAME (systemd FileDescriptorName=).' }),
     timeouts: Type.Optional(Timeouts),
     proxy_protocol: Type.Optional(
       Type.Object(

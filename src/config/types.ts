@@ -174,7 +174,8 @@ export interface AdminConfig {
 
 export interface ListenerConfig {
   readonly name: string; // default: the bind text
-  readonly bind: { readonly text: string; readonly host: string; readonly port: number };
+  /** `fdName`: "fd:NAME", the inherited socket systemd names NAME (host '' and port 0 then). */
+  readonly bind: { readonly text: string; readonly host: string; readonly port: number; readonly fdName?: string };
   readonly timeouts: ListenerTimeouts;
   readonly proxyProtocol?: { readonly trusted: readonly Cidr[] };
   readonly maxClientHello: number; // default 64 KiB

@@ -76,6 +76,8 @@ export class HealthChecker {
   private readonly check: NonNullable<HealthCheckerOptions['check']>;
   private readonly tracked = new Map<string, Tracked>();
   private stopped = false;
+  /** Up/down per pool and server from the process this one replaced, used once per new server. */
+  private seed = new Map<string, boolean>();
   /** Told when a server goes from up to down (the runtime closes its connections for `on_down: close`). */
   onServerDown: ((pool: string, server: string, reason: string) => void) | undefined;
 
@@ -103,6 +105,9 @@ export class HealthChecker {
         seen.add(key);
         let r = this.tracked.get(key);
         if (r === undefined) {
+          // Only active checks can bring a server back up: without them a seeded "down" would be for good.
+          const seeded = health === undefined ? undefined : this.seed.get(key);
+          this.seed.delete(key);
           r = {
             pool: p.config.name,
             address: server.address,
@@ -111,8 +116,8 @@ export class HealthChecker {
             health: undefined,
             healthText: 'null',
             passive: undefined,
-            up: true,
-            activeUp: true,
+            up: seeded ?? true,
+            activeUp: seeded ?? true,
             successes: 0,
             failures: 0,
             passiveFailures: 0,
@@ -136,6 +141,15 @@ export class HealthChecker {
       this.forget(r);
       this.tracked.delete(key);
     }
+  }
+
+  /**
+   * Before the first apply(): the up/down state a previous process held (binary upgrade), so a server it
+   * knew to be down is not offered connections until its own checks find it up (`rise` passes). Pools
+   * with passive health only are not seeded: nothing would bring a seeded-down server back.
+   */
+  seedWith(states: readonly { pool: string; server: string; up: boolean }[]): void {
+    this.seed = new Map(states.map((s) => [keyOf(s.pool, s.server), s.up]));
   }
 
   /** A connection's connect attempt to this server failed (ctx.onServerFailure). */

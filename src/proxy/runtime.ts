@@ -9,7 +9,7 @@ import type { ListenerConfig, MigrationPhase, TwinportConfig } from '../config/t
 import { TwinportError } from '../errors.js';
 import { PoolState } from '../routing/pool-state.js';
 import type { AffinityStats } from '../affinity/affinity-pool.js';
-import { AffinitySet } from '../affinity/affinity-set.js';
+import { AffinitySet, type AffinityDump } from '../affinity/affinity-set.js';
 import { Connection } from './connection.js';
 import type { Endpoint } from '../io/endpoint.js';
 import { HealthChecker } from '../health/health-checker.js';
@@ -17,6 +17,7 @@ import { acceptEndpoints, resolveIoEngine, type IoEngine } from '../io/io-engine
 import type { ListenerContext, PoolRuntime } from './listener-context.js';
 import { connectionCeiling, openDescriptors, softNofileLimit, type ConnectionCeiling } from './fd-limit.js';
 import { CLOSE_REASONS, type CloseReason } from './reasons.js';
+import { takeListenFdsFor, type InheritedSocket } from './listen-fds.js';
 import { ScopeLimits, type Refusal } from './limits.js';
 import { ADMIN_STATES, type AdminState } from '../routing/pool-state.js';
 import { openRecordStore, RecordWriter } from '../migration/record-writer.js';
@@ -69,9 +70,35 @@ interface ListenerHandle {
   readonly server: Server;
   ctx: ListenerContext;
   active: number;
+  /** The inherited socket it serves, when it did not bind its own. */
+  readonly inherited?: InheritedSocket;
   accepted: number;
   /** The listener's `limits`, kept across reloads while they do not change. */
   limits: ScopeLimits | undefined;
+}
+
+export interface RuntimeOptions {
+  /**
+   * Listening sockets passed by systemd or by the twinport being upgraded (listen-fds.ts); undefined when
+   * none were. When given, every listener takes one and every one is taken, or start() throws.
+   */
+  readonly inherited?: readonly InheritedSocket[];
+  /** Health and learned affinity handed over by the process this one replaces (binary upgrade). */
+  readonly state?: RuntimeState;
+}
+
+/** What a binary upgrade carries from the old process to the new one (cli/state-handoff.ts). */
+export interface RuntimeState {
+  readonly health: readonly { readonly pool: string; readonly server: string; readonly up: boolean }[];
+  readonly affinity: Readonly<Record<string, AffinityDump>>;
+}
+
+/** A listening socket as another process can inherit it (binary upgrade). */
+export interface ListeningSocket {
+  readonly listener: string;
+  readonly fd: number;
+  /** The name to pass in LISTEN_FDNAMES: the inherited socket's own, else the listener's. */
+  readonly name: string;
 }
 
 /** Told of every connection's outcome, once, after its close line (the admin layer's metrics). */
@@ -142,6 +169,7 @@ export class ProxyRuntime {
   private readonly affinity: AffinitySet;
   /** Fixed for the process's life: a reload that changes io_engine is reported and not applied. */
   readonly engine: IoEngine;
+  private readonly inherited: readonly InheritedSocket[] | undefined;
   private readonly closeObservers: CloseObserver[] = [];
   private readonly overrides = new Map<string, ServerOverride>();
   private maintTimers = new Set<NodeJS.Timeout>();
@@ -155,8 +183,9 @@ export class ProxyRuntime {
   /** The record of clients (docs/migration.md), when some listener has a `migration` block. */
   private record: RecordWriter | undefined;
 
-  constructor(config: TwinportConfig, logger: Logger) {
+  constructor(config: TwinportConfig, logger: Logger, options: RuntimeOptions = {}) {
     this.config = config;
+    this.inherited = options.inherited;
     this.engine = resolveIoEngine(config.ioEngine);
     this.logger = logger;
     this.health = new HealthChecker(logger);
@@ -167,6 +196,10 @@ export class ProxyRuntime {
       for (const c of [...this.connections]) if (c.spliced && c.poolName === pool && c.server === server) c.abort('server-down', why.slice(0, 200));
     };
     this.affinity = new AffinitySet(logger);
+    if (options.state !== undefined) {
+      this.health.seedWith(options.state.health);
+      this.affinity.seedWith(options.state.affinity);
+    }
     const closes = Object.fromEntries(CLOSE_REASONS.map((r) => [r, 0])) as Record<CloseReason, number>;
     this.stats = { accepted: 0, acceptErrors: 0, closes };
     this.globalLimits = config.limits === undefined ? undefined : new ScopeLimits('global', config.limits, performance.now());
@@ -268,6 +301,42 @@ export class ProxyRuntime {
     return this.connections.size;
   }
 
+  /** Open connections per listener name (STATUS= for systemd, logs). */
+  connectionsByListener(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const h of this.handles.values()) out[h.ctx.listener.name] = h.active;
+    return out;
+  }
+
+  /**
+   * The listening descriptors, for a process that takes them over (binary upgrade). Undefined in a
+   * cluster worker, whose listening handle lives in the primary.
+   */
+  listeningSockets(): ListeningSocket[] | undefined {
+    const out: ListeningSocket[] = [];
+    for (const h of this.handles.values()) {
+      const fd = (h.server as unknown as { _handle: { fd?: number } | null })._handle?.fd;
+      if (typeof fd !== 'number' || fd < 0) return undefined;
+      const name = h.inherited?.name ?? h.ctx.listener.name;
+      out.push({ listener: h.ctx.listener.name, fd, name });
+    }
+    return out;
+  }
+
+  /** Health and learned affinity, for the process that takes over (binary upgrade). */
+  exportState(): RuntimeState {
+    return {
+      health: this.health.status().map((h) => ({ pool: h.pool, server: h.server, up: h.up })),
+      affinity: this.affinity.dump(),
+    };
+  }
+
+  /** Stop accepting on every listener (the sockets stay open in whoever else holds them). */
+  stopAccepting(): void {
+    this.stopping = true;
+    for (const h of this.handles.values()) h.server.close();
+  }
+
   async start(): Promise<void> {
     this.pools = this.buildPools(this.config);
     this.health.apply(this.pools);
@@ -281,7 +350,8 @@ export class ProxyRuntime {
     const open = openDescriptors();
     this.fdBase = { soft: softNofileLimit(), openAtStart: open === undefined ? undefined : open + this.config.listeners.length };
     this.ceiling = connectionCeiling(this.config.maxConnections, this.fdBase.soft, this.fdBase.openAtStart);
-    for (const l of this.config.listeners) await this.bind(l);
+    const taken = this.takeInherited(this.config.listeners, true);
+    for (const l of this.config.listeners) await this.bind(l, taken.get(l.bind.text));
     if (this.ceiling !== undefined) this.logger.info({ maxConnections: this.ceiling.limit, why: this.ceiling.why }, 'connection ceiling');
     this.descriptorProbe = setInterval(() => this.probeDescriptors(), 1000);
     this.descriptorProbe.unref();
@@ -345,7 +415,9 @@ export class ProxyRuntime {
     this.pools = pools;
     this.ceiling = connectionCeiling(config.maxConnections, this.fdBase.soft, this.fdBase.openAtStart);
     try {
-      for (const l of config.listeners) if (!this.handles.has(l.bind.text)) await this.bind(l);
+      const added = config.listeners.filter((l) => !this.handles.has(l.bind.text));
+      const taken = this.takeInherited(added, false);
+      for (const l of added) await this.bind(l, taken.get(l.bind.text));
     } catch (e) {
       this.noteReloadFailure([String((e as Error)?.message ?? e)]);
       throw e;
@@ -354,18 +426,27 @@ export class ProxyRuntime {
     this.reloads.last = { at: new Date().toISOString(), ok: true };
   }
 
+  /** Which listeners serve an inherited socket (listen-fds.ts); strict at start, see matchListenFds. */
+  private takeInherited(listeners: readonly ListenerConfig[], strict: boolean): Map<string, InheritedSocket> {
+    const inUse = new Set([...this.handles.values()].map((h) => h.inherited?.fd));
+    return takeListenFdsFor(listeners, this.inherited?.filter((s) => !inUse.has(s.fd)), strict);
+  }
+
   /**
    * Stop accepting, close connections that are still peeking or connecting (they have no backend
-   * yet), let spliced ones finish for `shutdown_timeout`, then close them with `shutdown`.
+   * yet; unless `handOver`), let the others finish for `shutdown_timeout`, then close them with `shutdown`.
    */
-  async shutdown(): Promise<void> {
+  async shutdown(opts: { handOver?: boolean } = {}): Promise<void> {
     this.stopping = true;
     clearInterval(this.descriptorProbe);
     for (const t of this.maintTimers) clearTimeout(t);
     this.maintTimers.clear();
     this.health.stop();
     for (const h of this.handles.values()) h.server.close();
-    for (const c of this.connections) if (c.peeking) c.abort('shutdown');
+    // A stop closes connections that have no backend yet. After a binary upgrade the service goes on in
+    // the new process: those clients were accepted here and are served here (peek and connect are
+    // bounded by their timeouts), or they would see a reset the upgrade promised not to cause.
+    if (opts.handOver !== true) for (const c of this.connections) if (c.peeking) c.abort('shutdown');
     if (this.connections.size > 0) {
       await new Promise<void>((resolve) => {
         const deadline = setTimeout(() => {
@@ -488,7 +569,7 @@ export class ProxyRuntime {
     };
   }
 
-  private async bind(l: ListenerConfig): Promise<void> {
+  private async bind(l: ListenerConfig, inherited: InheritedSocket | undefined): Promise<void> {
     const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false, noDelay: true });
     const handle: ListenerHandle = {
       server,
@@ -496,6 +577,7 @@ export class ProxyRuntime {
       active: 0,
       accepted: 0,
       limits: l.limits === undefined ? undefined : new ScopeLimits('listener', l.limits, performance.now()),
+      ...(inherited !== undefined && { inherited }),
     };
     acceptEndpoints(
       this.engine,
@@ -505,17 +587,22 @@ export class ProxyRuntime {
     );
     await new Promise<void>((resolve, reject) => {
       const onError = (err: Error): void => {
-        reject(new TwinportError('TWP_ERR_LISTEN', `${l.name} (${l.bind.text}): ${err.message}`, { cause: err }));
+        const what = inherited === undefined ? l.bind.text : `${l.bind.text}, inherited fd ${inherited.fd}`;
+        reject(new TwinportError('TWP_ERR_LISTEN', `${l.name} (${what}): ${err.message}`, { cause: err }));
       };
       server.once('error', onError);
-      server.listen({ host: l.bind.host, port: l.bind.port }, () => {
+      // An inherited socket is already bound and listening: net takes the descriptor as it is.
+      server.listen(inherited === undefined ? { host: l.bind.host, port: l.bind.port } : { fd: inherited.fd }, () => {
         server.off('error', onError);
         resolve();
       });
     });
     this.handles.set(l.bind.text, handle);
     const a = server.address() as AddressInfo;
-    this.logger.info({ listener: l.name, address: `${a.address}:${a.port}`, engine: this.engine }, 'listening');
+    this.logger.info(
+      { listener: l.name, address: `${a.address}:${a.port}`, engine: this.engine, ...(inherited !== undefined && { fd: inherited.fd, fdName: inherited.name }) },
+      'listening',
+    );
   }
 
   private onAccept(handle: ListenerHandle, client: Endpoint): void {

@@ -16,10 +16,12 @@ export interface TwinportProcess {
   kill(signal?: NodeJS.Signals): void;
 }
 
-export function spawnTwinport(args: string[], opts: { prefix?: string[] } = {}): TwinportProcess {
-  const [cmd, ...pre] = opts.prefix ?? [process.execPath];
-  const child = spawn(cmd!, [...pre, ...(opts.prefix === undefined ? [] : [process.execPath]), MAIN, ...args], {
+export function spawnTwinport(args: string[], opts: { prefix?: string[]; env?: NodeJS.ProcessEnv; command?: string[] } = {}): TwinportProcess {
+  // prefix: a program that execs the command (systemd-socket-activate); command: node + main.js by default.
+  const full = [...(opts.prefix ?? []), ...(opts.command ?? [process.execPath, MAIN]), ...args];
+  const child = spawn(full[0]!, full.slice(1), {
     stdio: ['ignore', 'pipe', 'pipe'],
+    ...(opts.env !== undefined && { env: opts.env }),
   });
   const lines: LogLine[] = [];
   let err = '';
