@@ -239,6 +239,17 @@ export class HandleEndpoint implements Endpoint {
     if (this.handle.reset === undefined || this.handle.reset(onHandleClosed) !== 0) this.handle.close(onHandleClosed);
   }
 
+  descriptor(): number | undefined {
+    if (this.closed || this.ending || this.waiting > 0) return undefined;
+    const fd = this.handle.fd;
+    return typeof fd === 'number' && fd >= 0 ? fd : undefined;
+  }
+
+  release(): void {
+    this.sink = NO_SINK;
+    this.destroy();
+  }
+
   /** @internal */
   closeDone(): void {
     this.sink.onClose(this.side);

@@ -13,7 +13,7 @@ import { AffinitySet } from '../affinity/affinity-set.js';
 import { Connection } from './connection.js';
 import type { Endpoint } from '../io/endpoint.js';
 import { HealthChecker } from '../health/health-checker.js';
-import { acceptEndpoints, resolveIoEngine, type IoEngine } from '../io/io-engine.js';
+import { acceptEndpoints, chooseIoEngine, type IoEngine } from '../io/io-engine.js';
 import type { ListenerContext, PoolRuntime } from './listener-context.js';
 import { connectionCeiling, openDescriptors, softNofileLimit, type ConnectionCeiling } from './fd-limit.js';
 import { CLOSE_REASONS, type CloseReason } from './reasons.js';
@@ -59,10 +59,14 @@ export class ProxyRuntime {
   private readonly affinity: AffinitySet;
   /** Fixed for the process's life: a reload that changes io_engine is reported and not applied. */
   readonly engine: IoEngine;
+  /** Why `engine` runs (the start line). */
+  private readonly engineWhy: string;
 
   constructor(config: TwinportConfig, logger: Logger) {
     this.config = config;
-    this.engine = resolveIoEngine(config.ioEngine);
+    const choice = chooseIoEngine(config.ioEngine);
+    this.engine = choice.engine;
+    this.engineWhy = choice.why;
     this.logger = logger;
     this.health = new HealthChecker(logger);
     this.affinity = new AffinitySet(logger);
@@ -75,6 +79,7 @@ export class ProxyRuntime {
   }
 
   async start(): Promise<void> {
+    this.logger.info({ engine: this.engine, why: this.engineWhy }, 'io engine');
     this.pools = this.buildPools(this.config);
     this.health.apply(this.pools);
     this.affinity.apply(this.pools);
