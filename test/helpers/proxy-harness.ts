@@ -58,11 +58,11 @@ export interface RunningProxy {
 }
 
 /**
- * `npm test` runs the proxy's integration tests a second time with TWINPORT_TEST_IO_ENGINE=streams
- * (scripts/test.mjs), so both engines (docs/io-engine.md) pass the same suite. A config that names its
- * engine keeps it.
+ * `npm test` runs the proxy's integration tests again with TWINPORT_TEST_IO_ENGINE=libuv and =streams
+ * (scripts/test.mjs; the first pass runs auto's choice, native where it built), so every engine
+ * (docs/io-engine.md) passes the same suite. A config that names its engine keeps it.
  */
-export const TEST_IO_ENGINE = process.env['TWINPORT_TEST_IO_ENGINE'] as 'libuv' | 'streams' | undefined;
+export const TEST_IO_ENGINE = process.env['TWINPORT_TEST_IO_ENGINE'] as 'native' | 'libuv' | 'streams' | undefined;
 
 export async function startProxy(yaml: string, file = 'test.yaml'): Promise<RunningProxy> {
   let config = parseConfigText(yaml, file);
