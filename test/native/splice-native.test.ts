@@ -9,6 +9,7 @@ import fc from 'fast-check';
 import { spawnSync } from 'node:child_process';
 import { cpSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import net, { type Socket } from 'node:net';
+import tls from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -207,6 +208,51 @@ nativeTest('3 000 idle spliced pairs are held by the addon, then all answer and 
 async function backendGotAll(conns: RecordedConnection[], n: number): Promise<void> {
   while (conns.length < n) await new Promise((r) => setTimeout(r, 10));
 }
+
+nativeTest('affinity: tls pools: JavaScript reads the server\'s first flight, then the addon carries the pair (TLS 1.2 and 1.3)', async (t) => {
+  const { generate } = await import('selfsigned');
+  const pem = await generate([{ name: 'commonName', value: 'localhost' }], { keyType: 'ec', algorithm: 'sha256' });
+  for (const maxVersion of ['TLSv1.2', 'TLSv1.3'] as const) {
+    const server = tls.createServer({ key: pem.private, cert: pem.cert, maxVersion }, (s) => {
+      s.on('error', () => {});
+      s.on('data', (d: Buffer) => s.write(`echo ${d.toString()}`));
+      s.on('end', () => s.end());
+    });
+    const port = await new Promise<number>((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as net.AddressInfo).port)));
+    const proxy = await startProxy(`
+io_engine: native
+listeners:
+  - name: front
+    bind: "127.0.0.1:0"
+    timeouts: { peek: 5s, connect: 2s, idle: 30s }
+    routes:
+      - match: { protocol: tls }
+        to: backends
+pools:
+  backends:
+    affinity: tls
+    servers: ["127.0.0.1:${port}"]
+`);
+    try {
+      const c = tls.connect({ host: '127.0.0.1', port: proxy.port(), rejectUnauthorized: false, maxVersion });
+      c.on('error', () => {});
+      await new Promise((r) => c.once('secureConnect', r));
+      const echoed = new Promise<string>((resolve) => c.once('data', (d: Buffer) => resolve(d.toString())));
+      c.write('after the handshake');
+      t.is(await echoed, 'echo after the handshake', maxVersion);
+      const deadline = Date.now() + 5000;
+      while (engine!.live() !== 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      t.is(engine!.live(), 1, `${maxVersion}: handed to the addon once the first flight was read`);
+      c.end();
+      const line = await proxy.logs.waitForClose();
+      t.is(line['reason'], 'done', maxVersion);
+      t.is(engine!.live(), 0);
+    } finally {
+      await proxy.stop();
+      server.close();
+    }
+  }
+});
 
 /** How one fuzzed pair ends. */
 type Ending = 'client-fin-first' | 'server-fin-first' | 'client-reset' | 'server-reset';
