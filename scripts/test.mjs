@@ -91,6 +91,8 @@ async function sanitizerPass(files) {
       TWINPORT_TEST_IO_ENGINE: 'native',
       TWINPORT_NATIVE_ADDON: addon,
       LD_PRELOAD: runtimes.join(' '),
+      // test/helpers/proxy-harness.ts drops the preload once the addon is loaded, for the programs tests start.
+      TWINPORT_SANITIZER_PRELOAD: '1',
       // Node itself is not instrumented: its own allocations would be reported as leaks at exit.
       ASAN_OPTIONS: 'detect_leaks=0:abort_on_error=1',
       UBSAN_OPTIONS: 'halt_on_error=1:print_stacktrace=1',

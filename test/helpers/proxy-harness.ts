@@ -10,6 +10,15 @@ import pino from 'pino';
 import { parseConfigText } from '../../src/config/load.js';
 import { ProxyRuntime } from '../../src/proxy/runtime.js';
 
+// The sanitizer pass (scripts/test.mjs) preloads the ASan/UBSan runtimes into this process for the
+// instrumented addon, loaded by the imports above. The programs tests start (curl, openssl, haproxy,
+// twinport's CLI) must not inherit them: uninstrumented, they fail under a preloaded ASan.
+if (process.env['TWINPORT_SANITIZER_PRELOAD'] === '1') {
+  delete process.env['LD_PRELOAD'];
+  delete process.env['TWINPORT_NATIVE_ADDON'];
+  delete process.env['TWINPORT_SANITIZER_PRELOAD'];
+}
+
 export type LogLine = Record<string, unknown> & { msg?: string };
 
 export class LogSink {
