@@ -291,7 +291,10 @@ static napi_value js_self_check(napi_env env, napi_callback_info info) {
   return out;
 }
 
-/* At environment teardown (process exit, a worker thread ending) live pairs close their descriptors. */
+/* At environment teardown (process exit, a worker thread ending): live pairs close their descriptors,
+ * then the addon's memory goes. One hook does both, in that order: closing a pair gives its chunks back
+ * to the loop's buffers. A pair's own memory is freed by its handles' close callbacks if the loop still
+ * runs them. */
 static void cleanup(void *arg) {
   struct addon *a = arg;
   for (uint32_t i = 0; i < a->nslots; i++) {
@@ -300,12 +303,6 @@ static void cleanup(void *arg) {
     free_slot(a, sp);
     pair_close(&sp->pair);
   }
-}
-
-static void finalize(napi_env env, void *data, void *hint) {
-  (void)env;
-  (void)hint;
-  struct addon *a = data;
   if (a->pl_ready) pair_loop_free(&a->pl);
   free(a->slots);
   free(a->free_slots);
@@ -318,12 +315,15 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
   a->env = env;
   uv_loop_t *loop;
   if (napi_get_uv_event_loop(env, &loop) == napi_ok && pair_loop_init(&a->pl, loop) == 0) a->pl_ready = 1;
-  if (napi_set_instance_data(env, a, finalize, NULL) != napi_ok) {
-    if (a->pl_ready) pair_loop_free(&a->pl);
-    free(a);
+  if (napi_add_env_cleanup_hook(env, cleanup, a) != napi_ok) {
+    cleanup(a);
+    return throw_last(env, "napi_add_env_cleanup_hook");
+  }
+  if (napi_set_instance_data(env, a, NULL, NULL) != napi_ok) {
+    napi_remove_env_cleanup_hook(env, cleanup, a);
+    cleanup(a);
     return throw_last(env, "napi_set_instance_data");
   }
-  CHECK(napi_add_env_cleanup_hook(env, cleanup, a));
   napi_property_descriptor props[] = {
       {"init", NULL, js_init, NULL, NULL, NULL, napi_default, NULL},
       {"start", NULL, js_start, NULL, NULL, NULL, napi_default, NULL},
