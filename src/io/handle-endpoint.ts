@@ -246,8 +246,12 @@ export class HandleEndpoint implements Endpoint {
   }
 
   release(): void {
+    if (this.closed) return;
     this.sink = NO_SINK;
-    this.destroy();
+    this.closed = true;
+    this.reading = false;
+    // No callback: Node then makes no call back into JavaScript for this close (one per handle saved).
+    this.handle.close();
   }
 
   /** @internal */
