@@ -1,5 +1,5 @@
-/* The splice loop of one pair (pair.h): level-triggered uv_poll on both descriptors, one function per
- * transition. A direction reads into the loop's scratch buffer and writes at once; what the writer does
+/* The splice loop of one pair (pair.h): both descriptors in the loop's epoll set, level-triggered, one
+ * function per transition. A direction reads into the loop's scratch buffer and writes at once; what the writer does
  * not take is copied into a chunk and the direction stops reading until the chunk is written
  * (backpressure: at most PAIR_CHUNK bytes wait per direction). FIN is passed on per direction after
  * every waiting byte (half-close). A read or write error ends the pair, as it ends a JavaScript splice:
@@ -10,34 +10,65 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 /* Reads one readiness event may do before the loop serves other descriptors. */
 #define READS_PER_EVENT 8
+/* Events taken from the epoll set per epoll_wait, and batches per turn of Node's loop. */
+#define EVENTS_PER_WAIT 64
+#define WAITS_PER_TURN 4
 
-static void on_poll(uv_poll_t *h, int status, int events);
+static void on_epoll(uv_poll_t *h, int status, int events);
 static void on_idle(uv_timer_t *t);
 
+static void free_handle(uv_handle_t *h) { free(h); }
+
 int pair_loop_init(struct pair_loop *pl, uv_loop_t *loop) {
+  memset(pl, 0, sizeof *pl);
   pl->loop = loop;
-  pl->nspare = 0;
+  pl->epfd = -1;
   pl->scratch = malloc(PAIR_CHUNK);
   pl->spare = malloc(sizeof(char *) * PAIR_SPARE);
-  if (pl->scratch == NULL || pl->spare == NULL) {
-    free(pl->scratch);
-    free(pl->spare);
-    pl->scratch = NULL;
-    pl->spare = NULL;
-    return -ENOMEM;
+  pl->poll = malloc(sizeof *pl->poll);
+  int err = -ENOMEM;
+  if (pl->scratch == NULL || pl->spare == NULL || pl->poll == NULL) goto fail;
+  pl->epfd = epoll_create1(EPOLL_CLOEXEC);
+  if (pl->epfd < 0) {
+    err = -errno;
+    goto fail;
   }
+  if ((err = uv_poll_init(loop, pl->poll, pl->epfd)) != 0) goto fail;
+  pl->poll->data = pl;
+  if ((err = uv_poll_start(pl->poll, UV_READABLE, on_epoll)) != 0) {
+    uv_close((uv_handle_t *)pl->poll, free_handle);
+    pl->poll = NULL;
+    goto fail;
+  }
+  /* Live pairs keep Node's loop alive (as sockets do); an empty set does not. */
+  uv_unref((uv_handle_t *)pl->poll);
   return 0;
+fail:
+  if (pl->epfd >= 0) (void)close(pl->epfd);
+  free(pl->poll);
+  free(pl->scratch);
+  free(pl->spare);
+  memset(pl, 0, sizeof *pl);
+  pl->epfd = -1;
+  return err;
 }
 
 void pair_loop_free(struct pair_loop *pl) {
+  /* The poll handle is closed by libuv later (its memory goes in the close callback); it leaves the
+   * loop's epoll set now, while epfd is still open. */
+  if (pl->poll != NULL) uv_close((uv_handle_t *)pl->poll, free_handle);
+  if (pl->epfd >= 0) (void)close(pl->epfd);
   while (pl->nspare > 0) free(pl->spare[--pl->nspare]);
   free(pl->spare);
   free(pl->scratch);
+  pl->poll = NULL;
+  pl->epfd = -1;
   pl->spare = NULL;
   pl->scratch = NULL;
 }
@@ -164,19 +195,31 @@ static int pump(struct pair *p, int k, int *err_side) {
 
 static int wanted(const struct pair *p, int k) {
   int ev = 0;
-  if (!p->dir[k].eof && p->dir[k].pend == NULL) ev |= UV_READABLE;
-  if (p->dir[1 - k].pend != NULL || (p->dir[1 - k].eof && !p->dir[1 - k].shut)) ev |= UV_WRITABLE;
+  if (!p->dir[k].eof && p->dir[k].pend == NULL) ev |= EPOLLIN;
+  if (p->dir[1 - k].pend != NULL || (p->dir[1 - k].eof && !p->dir[1 - k].shut)) ev |= EPOLLOUT;
   return ev;
 }
 
+/* A side with nothing wanted leaves the set: epoll reports EPOLLHUP / EPOLLERR whatever the mask, and a
+ * hung-up side nobody reads would wake the loop forever. Returns 0 or -errno. */
 static int watch(struct pair *p, int k) {
   struct pair_side *s = &p->side[k];
   int ev = wanted(p, k);
   if (ev == s->events) return 0;
-  int err = ev != 0 ? uv_poll_start(&s->poll, ev, on_poll) : uv_poll_stop(&s->poll);
-  if (err != 0) return err;
+  int op = s->events == 0 ? EPOLL_CTL_ADD : ev == 0 ? EPOLL_CTL_DEL : EPOLL_CTL_MOD;
+  struct epoll_event e = {.events = (uint32_t)ev, .data = {.ptr = s}};
+  if (epoll_ctl(p->pl->epfd, op, s->fd, &e) != 0) return -errno;
   s->events = ev;
   return 0;
+}
+
+static void unwatch(struct pair *p, int k) {
+  struct pair_side *s = &p->side[k];
+  if (s->events == 0) return;
+  /* It cannot fail for a descriptor in the set; the close that follows removes it in any case unless a
+   * forked child still holds it (then this DEL is what keeps its events away). */
+  (void)epoll_ctl(p->pl->epfd, EPOLL_CTL_DEL, s->fd, NULL);
+  s->events = 0;
 }
 
 static void on_handle_closed(uv_handle_t *h) {
@@ -184,23 +227,29 @@ static void on_handle_closed(uv_handle_t *h) {
   if (--p->handles_open == 0) pair_release(p);
 }
 
-/* Stops both polls (libuv drops the descriptor from epoll while it is still open), then closes it.
- * close(2) is not retried on EINTR: Linux releases the descriptor whatever it returns. */
+static void pairs_less(struct pair_loop *pl) {
+  if (--pl->pairs == 0) uv_unref((uv_handle_t *)pl->poll);
+}
+
+/* Takes each descriptor out of the epoll set while it is still open, then closes it. close(2) is not
+ * retried on EINTR: Linux releases the descriptor whatever it returns. The pair's memory stays until its
+ * timer's close callback, after this turn's events: a stale event finds `finished` set. */
 static void close_all(struct pair *p, int reset_side) {
   for (int k = 0; k < 2; k++) {
     struct pair_side *s = &p->side[k];
+    unwatch(p, k);
     if (k == reset_side) {
       /* SO_LINGER 0: close sends a RST. A unix socket refuses it (EOPNOTSUPP) and is closed plainly. */
       struct linger lg = {1, 0};
       (void)setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     }
-    uv_close((uv_handle_t *)&s->poll, on_handle_closed);
     (void)close(s->fd);
     s->fd = -1;
   }
   uv_close((uv_handle_t *)&p->idle, on_handle_closed);
   pend_free(p, &p->dir[0]);
   pend_free(p, &p->dir[1]);
+  pairs_less(p->pl);
 }
 
 static void finish(struct pair *p, enum pair_reason reason, int err, int reset_side) {
@@ -214,8 +263,7 @@ static void fail(struct pair *p, int side, int err) {
   finish(p, reason, err, is_reset(err) ? 1 - side : -1);
 }
 
-/* libuv answers EPOLLERR with UV_EBADF (and stops the poll) whatever the socket's error is: the real
- * one (ECONNRESET for a RST) is in SO_ERROR. */
+/* EPOLLERR: the socket's error (ECONNRESET for a RST) is in SO_ERROR. */
 static int poll_error(int fd, int reported) {
   int err = 0;
   socklen_t len = sizeof err;
@@ -223,19 +271,18 @@ static int poll_error(int fd, int reported) {
   return reported;
 }
 
-static void on_poll(uv_poll_t *h, int status, int events) {
-  struct pair *p = h->data;
-  int k = h == &p->side[SIDE_SERVER].poll ? SIDE_SERVER : SIDE_CLIENT;
-  if (p->finished) return;
-  if (status < 0) {
-    fail(p, k, poll_error(p->side[k].fd, -status));
+static void on_event(struct pair *p, int k, uint32_t events) {
+  if (p->deferred_err != 0) return; /* its timer reports it */
+  if (events & EPOLLERR) {
+    fail(p, k, poll_error(p->side[k].fd, EIO));
     return;
   }
   int err_side = k;
   int err = 0;
-  /* Writable: the bytes waiting for side k (direction 1-k), then FIN if it is due. */
-  if ((events & UV_WRITABLE) && (wanted(p, k) & UV_WRITABLE)) err = flush(p, 1 - k);
-  if (err == 0 && (events & UV_READABLE) && p->dir[k].pend == NULL && !p->dir[k].eof) err = pump(p, k, &err_side);
+  /* Writable: the bytes waiting for side k (direction 1-k), then FIN if it is due. A hang-up makes the
+   * write or the read report it. */
+  if ((events & (EPOLLOUT | EPOLLHUP)) && (wanted(p, k) & EPOLLOUT)) err = flush(p, 1 - k);
+  if (err == 0 && (events & (EPOLLIN | EPOLLHUP)) && p->dir[k].pend == NULL && !p->dir[k].eof) err = pump(p, k, &err_side);
   if (err != 0) {
     fail(p, err_side, -err);
     return;
@@ -245,6 +292,32 @@ static void on_poll(uv_poll_t *h, int status, int events) {
     return;
   }
   if ((err = watch(p, 0)) != 0 || (err = watch(p, 1)) != 0) fail(p, k, -err);
+}
+
+/* The loop's epoll set is readable: serve what is ready, a bounded number of batches per turn. */
+static void on_epoll(uv_poll_t *h, int status, int events) {
+  struct pair_loop *pl = h->data;
+  struct epoll_event ev[EVENTS_PER_WAIT];
+  (void)events;
+  if (status < 0) {
+    /* Not expected of an epoll descriptor; libuv stopped the poll: watch it again. */
+    (void)uv_poll_start(pl->poll, UV_READABLE, on_epoll);
+    return;
+  }
+  for (int turn = 0; turn < WAITS_PER_TURN; turn++) {
+    int n = epoll_wait(pl->epfd, ev, EVENTS_PER_WAIT, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return; /* EBADF / EINVAL: only if the set were gone, which the loop's poll would not report */
+    }
+    for (int i = 0; i < n; i++) {
+      struct pair_side *s = ev[i].data.ptr;
+      struct pair *p = s->pair;
+      if (p->finished) continue;
+      on_event(p, s == &p->side[SIDE_SERVER] ? SIDE_SERVER : SIDE_CLIENT, ev[i].events);
+    }
+    if (n < EVENTS_PER_WAIT) return;
+  }
 }
 
 static void arm_idle(struct pair *p) {
@@ -257,6 +330,10 @@ static void arm_idle(struct pair *p) {
 static void on_idle(uv_timer_t *t) {
   struct pair *p = t->data;
   if (p->finished) return;
+  if (p->deferred_err != 0) {
+    fail(p, p->deferred_side, p->deferred_err);
+    return;
+  }
   if (p->side[0].bytes_read + p->side[1].bytes_read == p->idle_seen) {
     finish(p, PAIR_IDLE_TIMEOUT, 0, -1);
     return;
@@ -272,6 +349,7 @@ int pair_start(struct pair_loop *pl, struct pair *p, int client_fd, int server_f
   p->pl = pl;
   p->done = done;
   p->idle_ms = idle_ms;
+  for (int k = 0; k < 2; k++) p->side[k].pair = p;
   p->side[SIDE_CLIENT].fd = client_fd;
   p->side[SIDE_SERVER].fd = server_fd;
   p->dir[SIDE_CLIENT].eof = client_eof;
@@ -283,35 +361,40 @@ int pair_start(struct pair_loop *pl, struct pair *p, int client_fd, int server_f
     p->dir[SIDE_CLIENT].pend = copy;
     p->dir[SIDE_CLIENT].pend_len = initial_len;
   }
-  int err = uv_poll_init(pl->loop, &p->side[SIDE_CLIENT].poll, client_fd);
+  int err = uv_timer_init(pl->loop, &p->idle);
   if (err != 0) {
     pend_free(p, &p->dir[SIDE_CLIENT]);
     return err;
   }
-  p->side[SIDE_CLIENT].poll.data = p;
+  p->idle.data = p;
   p->handles_open = 1;
-  err = uv_poll_init(pl->loop, &p->side[SIDE_SERVER].poll, server_fd);
-  if (err == 0) {
-    p->side[SIDE_SERVER].poll.data = p;
-    p->handles_open++;
-    err = uv_timer_init(pl->loop, &p->idle);
-    if (err == 0) {
-      p->idle.data = p;
-      p->handles_open++;
-      if ((err = watch(p, SIDE_CLIENT)) == 0) err = watch(p, SIDE_SERVER);
-      if (err == 0) {
-        if (idle_ms > 0) arm_idle(p);
-        return 0;
-      }
-      uv_close((uv_handle_t *)&p->idle, on_handle_closed);
-    }
-    uv_close((uv_handle_t *)&p->side[SIDE_SERVER].poll, on_handle_closed);
+  /* Into the set first: a failure here leaves nothing sent, and the caller splices the pair itself. */
+  if ((err = watch(p, SIDE_CLIENT)) != 0 || (err = watch(p, SIDE_SERVER)) != 0) {
+    unwatch(p, SIDE_CLIENT);
+    unwatch(p, SIDE_SERVER);
+    p->finished = 1;
+    uv_close((uv_handle_t *)&p->idle, on_handle_closed);
+    pend_free(p, &p->dir[SIDE_CLIENT]);
+    return err;
   }
-  /* The descriptors stay the caller's; the pair is released once its handles are closed. */
-  p->finished = 1;
-  uv_close((uv_handle_t *)&p->side[SIDE_CLIENT].poll, on_handle_closed);
-  pend_free(p, &p->dir[SIDE_CLIENT]);
-  return err;
+  if (pl->pairs++ == 0) uv_ref((uv_handle_t *)pl->poll);
+  /* The server just accepted the connection: its first bytes (and a FIN already read) usually go out
+   * now instead of a turn later on EPOLLOUT. From here the pair is ours: a failure is reported from the
+   * loop, by the timer, never to the caller (bytes may have been sent). */
+  if (p->dir[SIDE_CLIENT].pend != NULL || client_eof) {
+    if ((err = flush(p, SIDE_CLIENT)) != 0) {
+      p->deferred_side = SIDE_SERVER;
+    } else if ((err = watch(p, SIDE_CLIENT)) != 0 || (err = watch(p, SIDE_SERVER)) != 0) {
+      p->deferred_side = SIDE_CLIENT;
+    }
+    if (err != 0) {
+      p->deferred_err = -err;
+      (void)uv_timer_start(&p->idle, on_idle, 0, 0);
+      return 0;
+    }
+  }
+  if (idle_ms > 0) arm_idle(p);
+  return 0;
 }
 
 void pair_close(struct pair *p) {

@@ -1,6 +1,9 @@
-/* A spliced pair: two connected stream sockets whose bytes are forwarded both ways on the event loop
- * (uv_poll), until FIN went both ways, a side failed, or nothing moved for the idle timeout. The
- * JavaScript side hands over the descriptors after the peek, routing and connect; see docs/native.md. */
+/* A spliced pair: two connected stream sockets whose bytes are forwarded both ways on the event loop,
+ * until FIN went both ways, a side failed, or nothing moved for the idle timeout. The JavaScript side
+ * hands over the descriptors after the peek, routing and connect; see docs/native.md.
+ * Every pair of a loop is watched by one epoll instance of its own, itself watched by one uv_poll on
+ * Node's loop: registering a descriptor is one epoll_ctl, where a uv_poll per descriptor cost three
+ * more syscalls (libuv's pollability check and FIONBIO) and 160 bytes. */
 #ifndef TWINPORT_PAIR_H
 #define TWINPORT_PAIR_H
 
@@ -28,15 +31,16 @@ struct pair_dir {
   int shut;          /* FIN sent to the other side */
 };
 
+struct pair;
+
 struct pair_side {
   int fd;
-  uv_poll_t poll;
-  int events;        /* what the poll watches now (0: stopped) */
+  int events;        /* EPOLLIN / EPOLLOUT registered now (0: not in the epoll set) */
+  struct pair *pair; /* the epoll event's data: which pair, and (by address) which side */
   uint64_t bytes_read;
   uint64_t bytes_written;
 };
 
-struct pair;
 /* Called once when the pair ends by itself; the descriptors are closed by then. */
 typedef void (*pair_done_cb)(struct pair *p, enum pair_reason reason, int err);
 
@@ -51,13 +55,18 @@ struct pair {
   uint64_t idle_seen;      /* bytes read by both sides when the idle timer was armed */
   int handles_open;        /* uv handles whose close callback is still due */
   int finished;
+  int deferred_err;        /* a failure after pair_start sent bytes, reported from the loop (timer) */
+  int deferred_side;
   pair_done_cb done;
   void *data;              /* the owner's (addon.c: its slot) */
 };
 
-/* Forwarding buffers shared by the pairs of one loop. */
+/* The epoll set and forwarding buffers shared by the pairs of one loop. */
 struct pair_loop {
   uv_loop_t *loop;
+  int epfd;
+  uv_poll_t *poll;         /* on epfd; referenced only while pairs are live */
+  unsigned pairs;
   char *scratch;           /* every read lands here first: PAIR_CHUNK bytes */
   char **spare;            /* free chunks, at most PAIR_SPARE */
   int nspare;
