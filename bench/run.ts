@@ -13,6 +13,8 @@
 //   --rounds N            measure every load cell N times, targets interleaved; report the median round
 //   --baseline DIR        also run twinport from DIR (a built checkout) as target `twinport-base`:
 //                         before/after of a change in one run, e.g. `git worktree add /tmp/base HEAD~1`
+//   --base-env 'K=V K=V'  environment for `twinport-base` only: with `--baseline .` the same build under
+//                         other launcher settings (malloc, NODE_OPTIONS), side by side in one run
 //
 // Every child is pinned with taskset: the proxy under test alone on the last CPU, the load generator
 // and the backends on the others. Every run is bounded in time; everything listens on 127.0.0.1.
@@ -52,6 +54,7 @@ interface Options {
   readonly nodeBackends: boolean;
   readonly filtered: boolean;
   readonly baselineDir: string | undefined;
+  readonly baseEnv: Readonly<Record<string, string>>;
   readonly rounds: number;
 }
 
@@ -62,6 +65,18 @@ function list<T extends string>(text: string | undefined, allowed: readonly T[],
     if (!(allowed as readonly string[]).includes(i)) throw new Error(`unknown ${what} "${i}" (known: ${allowed.join(', ')})`);
   }
   return items as T[];
+}
+
+/** 'K=V K=V' → { K: V }; a value may hold '=' and ',' but not spaces (NODE_OPTIONS flags: join with ','). */
+function parseEnv(text: string | undefined): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const kv of (text ?? '').split(/\s+/).filter((s) => s !== '')) {
+    const i = kv.indexOf('=');
+    if (i <= 0) throw new Error(`--base-env: "${kv}" is not KEY=VALUE`);
+    const key = kv.slice(0, i);
+    env[key] = key === 'NODE_OPTIONS' ? kv.slice(i + 1).split(',').join(' ') : kv.slice(i + 1);
+  }
+  return env;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -79,6 +94,7 @@ function parseOptions(argv: string[]): Options {
       'no-doc': { type: 'boolean', default: false },
       'node-backends': { type: 'boolean', default: false },
       baseline: { type: 'string' },
+      'base-env': { type: 'string' },
       rounds: { type: 'string' },
     },
     strict: true,
@@ -102,6 +118,7 @@ function parseOptions(argv: string[]): Options {
     nodeBackends: values['node-backends'],
     filtered,
     baselineDir: values.baseline,
+    baseEnv: parseEnv(values['base-env']),
     rounds,
   };
 }
@@ -365,6 +382,7 @@ async function main(): Promise<void> {
       nodeFlags: [],
       allCpus: layout.all,
       baselineDir: opts.baselineDir,
+      baseEnv: opts.baseEnv,
     };
     for (const name of opts.targets) {
       const why = cannotRun(name, opts.baselineDir);

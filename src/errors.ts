@@ -15,6 +15,9 @@ export const ERROR_CODES = {
   TWP_ERR_POOL_MAGLEV_SIZE: 'the Maglev table size is not a usable prime',
   TWP_ERR_POOL_INDEX: 'a server index is outside its pool',
   TWP_ERR_POOL_WEIGHT: 'a server weight must be a finite number of at least 0',
+  TWP_ERR_MIGRATION_STORE_OPEN: 'the migration store could not be opened',
+  TWP_ERR_MIGRATION_STORE_READ: 'the migration record could not be read',
+  TWP_ERR_REPORT_ARGS: 'the report options are not usable',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -57,7 +57,7 @@ test('only src/cli calls process.exit', (t) => {
 });
 
 test('src/migration: the phase decision, the answers and the User-Agent patterns are pure (no sockets, timers or process access)', (t) => {
-  for (const f of ['phase.ts', 'response.ts', 'user-agent.ts']) {
+  for (const f of ['phase.ts', 'response.ts', 'user-agent.ts', 'record.ts', 'report.ts']) {
     const text = readFileSync(new URL(`migration/${f}`, src), 'utf8');
     t.notRegex(text, /\bfrom 'node:(net|tls|dgram|fs|child_process)'|\b(setTimeout|setInterval|setImmediate)\b|\bprocess\./, f);
   }

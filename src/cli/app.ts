@@ -10,6 +10,7 @@ import { ProxyRuntime } from '../proxy/runtime.js';
 import { runPrimary, type SchedulingPolicy } from './cluster.js';
 import { setHangupHandler } from './early-signals.js';
 import { runInspect } from './inspect.js';
+import { runReport, type ReportCliOptions } from './report.js';
 import { createLogger, type LogFormat } from './logger.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -52,7 +53,11 @@ function wireSignals(
       .shutdown()
       .then(onExit)
       .then(() => {
-        logger.info({ closes: runtime.stats.closes, acceptErrors: runtime.stats.acceptErrors, affinity: runtime.affinityStats() }, 'stopped');
+        const migration = runtime.migrationRecordStats();
+        logger.info(
+          { closes: runtime.stats.closes, acceptErrors: runtime.stats.acceptErrors, affinity: runtime.affinityStats(), ...(migration !== undefined && { migration }) },
+          'stopped',
+        );
         process.exit(0);
       });
   };
@@ -187,6 +192,28 @@ program
   .action(async (file: string | undefined, opts: { hex?: boolean; final?: boolean }) => {
     try {
       process.stdout.write(`${await runInspect(file, { ...(opts.hex !== undefined && { hex: opts.hex }), ...(opts.final !== undefined && { final: opts.final }) })}\n`);
+    } catch (e) {
+      fail(describeError(e));
+    }
+  });
+
+program
+  .command('report')
+  .description('who still speaks plaintext on migration listeners, and whether it is safe to turn it off: exit 0 when every name is safe (or has no traffic), 3 when not')
+  .option('-c, --config <file>', 'read the store of this config (migration_store)')
+  .option('--store <path|url>', 'read this SQLite file or redis:// URL')
+  .option('--admin <url>', "read a running instance's admin API (GET /migration)")
+  .option('--token-file <file>', 'bearer token for --admin (default: $TWINPORT_ADMIN_TOKEN)')
+  .option('--since <period>', 'window for counts and clients (units ms, s, m, h, d)', '24h')
+  .option('--quiet-for <period>', 'how long without non-exempt plaintext makes a name safe', '24h')
+  .option('--name <name>', 'only this Host/SNI (repeatable)', (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
+  .addOption(new Option('--format <format>', 'output').choices(['table', 'json', 'csv']).default('table'))
+  .action(async (opts: ReportCliOptions) => {
+    try {
+      const { text, exitCode } = await runReport(opts);
+      // Not process.exit: a long report on a pipe must be written out before the process ends.
+      process.exitCode = exitCode;
+      process.stdout.write(`${text}\n`);
     } catch (e) {
       fail(describeError(e));
     }

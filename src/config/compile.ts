@@ -10,7 +10,9 @@ import { isIP, isIPv6 } from 'node:net';
 import { isHostName, parseBind, parseServerAddress } from './address.js';
 import type { KeyPath, PathIssue } from './issues.js';
 import { BALANCE_KINDS, HASH_KEYS, HEALTH_TYPES, IO_ENGINES, LOG_LEVELS, MATCH_PROTOCOLS, MIGRATION_PHASES, REDIRECT_STATUSES } from './schema.js';
-import { formatDuration, formatSize, parseDuration, parseSize } from './units.js';
+import { OTHER_PROTOCOL_NAMES } from '../protocol/other-probes.js';
+import { formatDuration, formatSize, parseDuration, parsePeriod, parseSize } from './units.js';
+import { dirname, resolve as resolvePath } from 'node:path';
 import type {
   AffinityStoreConfig,
   AffinityTableConfig,
@@ -22,6 +24,8 @@ import type {
   ListenerTimeouts,
   MatchProtocol,
   MigrationConfig,
+  MigrationRecordConfig,
+  MigrationStoreConfig,
   MigrationNameRule,
   MigrationPhase,
   NamePattern,
@@ -58,6 +62,15 @@ export const DEFAULT_PASSIVE_HEALTH: PassiveHealthConfig = Object.freeze({ fall:
 // (ssl_session_timeout 5m) and HAProxy (tune.ssl.lifetime 300): a session ID learned for longer names
 // a session its server has already forgotten.
 export const DEFAULT_AFFINITY_TABLE: AffinityTableConfig = Object.freeze({ size: 100_000, ttl: 3_600_000, sidTtl: 300_000 });
+export const DEFAULT_MIGRATION_STORE = './twinport-state/migration.db';
+export const DEFAULT_MIGRATION_RECORD: MigrationRecordConfig = Object.freeze({
+  flushInterval: 1000,
+  retention: 30 * 86_400_000,
+  maxClients: 100_000,
+  maxNames: 10_000,
+  maxTlsStacks: 10_000,
+  redisPrefix: 'twinport:migration:',
+});
 export const DEFAULT_AFFINITY_STORE = Object.freeze({ timeout: 5, prefix: 'twinport:affinity:' });
 /** A new TLS connection without a local table hit waits up to this long for Redis: keep it a hot-path bound. */
 export const MAX_AFFINITY_STORE_TIMEOUT = 1000;
@@ -130,6 +143,12 @@ function compileMatch(raw: unknown, path: KeyPath, issues: Issues): RouteMatch {
   if (has(raw, 'alpn') && Array.isArray(raw['alpn'])) m.alpn = raw['alpn'].filter((a): a is string => typeof a === 'string');
   if (has(raw, 'host')) m.host = namePatterns(raw['host'], [...path, 'host'], issues);
   if (has(raw, 'source')) m.source = cidrs(raw['source'], [...path, 'source'], issues);
+  if (has(raw, 'other')) {
+    const list = Array.isArray(raw['other']) ? raw['other'] : [raw['other']];
+    m.other = list.filter((o): o is string => (OTHER_PROTOCOL_NAMES as readonly unknown[]).includes(o));
+    const onlyOther = m.protocol === undefined || (m.protocol.length === 1 && m.protocol[0] === 'other');
+    if (!onlyOther) issues.add([...path, 'other'], 'other names a recognised non-TLS, non-HTTP protocol: write protocol: other with it', 'key');
+  }
 
   // Keys that can never hold together are a mistake in the file, not a route that silently never matches.
   const tlsKeys = ['sni', 'alpn'].filter((k) => Object.hasOwn(raw, k));
@@ -219,7 +238,11 @@ function compileListener(raw: unknown, path: KeyPath, pools: ReadonlySet<string>
     timeouts,
     maxClientHello,
     routes,
+    onPeekTimeout: raw['on_peek_timeout'] === 'route' ? 'route' : 'close',
   };
+  if (listener.onPeekTimeout === 'route' && !routes.some((r) => r.match.protocol === undefined || r.match.protocol.includes('other'))) {
+    issues.add([...path, 'on_peek_timeout'], 'route sends undecided bytes to the protocol: other route, but this listener has none', 'key');
+  }
   if (isObj(raw['proxy_protocol'])) {
     listener.proxyProtocol = { trusted: cidrs(raw['proxy_protocol']['trusted'], [...path, 'proxy_protocol', 'trusted'], issues) };
   }
@@ -520,6 +543,38 @@ function compileAffinityStore(raw: Obj, path: KeyPath, issues: Issues): Affinity
   return { redis: raw['redis'], timeout, prefix };
 }
 
+function compileMigrationStore(raw: unknown, source: string, issues: Issues): MigrationStoreConfig {
+  const text = typeof raw === 'string' && raw !== '' ? raw : DEFAULT_MIGRATION_STORE;
+  if (/^rediss?:/i.test(text)) {
+    const problem = redisUrlProblem(text);
+    if (problem !== undefined) issues.add(['migration_store'], problem);
+    return { kind: 'redis', url: text, text };
+  }
+  // Relative to the config file, not the working directory: a unit started from / finds the same file.
+  const base = source.startsWith('<') ? process.cwd() : dirname(source);
+  return { kind: 'sqlite', path: resolvePath(base, text), text };
+}
+
+function compileMigrationRecord(raw: Obj, issues: Issues): MigrationRecordConfig {
+  const path: KeyPath = ['migration_record'];
+  const d = DEFAULT_MIGRATION_RECORD;
+  let retention = d.retention;
+  if (raw['retention'] !== undefined) {
+    const r = parsePeriod(raw['retention']);
+    if (typeof r === 'string') issues.add([...path, 'retention'], r);
+    else retention = r;
+  }
+  const int = (key: string, fallback: number): number => (Number.isInteger(raw[key]) ? (raw[key] as number) : fallback);
+  return {
+    flushInterval: duration(raw, 'flush_interval', path, d.flushInterval, issues),
+    retention,
+    maxClients: int('max_clients', d.maxClients),
+    maxNames: int('max_names', d.maxNames),
+    maxTlsStacks: int('max_tls_stacks', d.maxTlsStacks),
+    redisPrefix: typeof raw['redis_prefix'] === 'string' && raw['redis_prefix'] !== '' ? raw['redis_prefix'] : d.redisPrefix,
+  };
+}
+
 export interface CompileResult {
   readonly config: TwinportConfig;
   readonly issues: readonly PathIssue[];
@@ -561,6 +616,8 @@ export function compileConfig(raw: unknown, source: string): CompileResult {
   });
 
   const log = isObj(root['log']) ? root['log'] : {};
+  const migrationRecord = compileMigrationRecord(isObj(root['migration_record']) ? root['migration_record'] : {}, issues);
+  const migrationStore = compileMigrationStore(root['migration_store'], source, issues);
   const config: TwinportConfig = {
     source,
     listeners,
@@ -571,7 +628,10 @@ export function compileConfig(raw: unknown, source: string): CompileResult {
     log: {
       level: oneOf(LOG_LEVELS, log['level'], 'info'),
       rawBytes: log['raw_bytes'] === true,
+      ja4: log['ja4'] === true,
     },
+    migrationStore,
+    migrationRecord,
   };
   return { config, issues: issues.list };
 }

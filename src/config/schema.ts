@@ -4,6 +4,7 @@
 // needs more than a JSON Schema can say (durations, sizes, addresses, name patterns, CIDRs, cross-references)
 // are compiled and checked in src/config/compile.ts, which reports the precise message for them.
 import { Type, type TSchema } from '@sinclair/typebox';
+import { OTHER_PROTOCOL_NAMES } from '../protocol/other-probes.js';
 
 /** A string enum as `{ type: "string", enum }`: ajv then reports one "must be one of" instead of N consts. */
 function StringEnum<const T extends readonly string[]>(values: T, options: { description?: string } = {}) {
@@ -54,6 +55,11 @@ const Match = Type.Object(
     ),
     host: Type.Optional(NamePatterns('Plaintext HTTP/1 Host header without port')),
     source: Type.Optional(CidrList('CIDR blocks the client address must be in.')),
+    other: Type.Optional(
+      Type.Union([StringEnum(OTHER_PROTOCOL_NAMES), Type.Array(StringEnum(OTHER_PROTOCOL_NAMES), { minItems: 1, uniqueItems: true })], {
+        description: 'A recognised non-TLS, non-HTTP protocol by name: ssh, socks5, openvpn, adb, xmpp, or a list. Only with protocol other.',
+      }),
+    ),
   },
   { additionalProperties: false, description: 'All given keys must hold. {} matches every connection.' },
 );
@@ -135,6 +141,11 @@ const Listener = Type.Object(
     max_connections: Type.Optional(Type.Integer({ minimum: 1, description: 'Open connections allowed at once. Default: unlimited.' })),
     routes: Type.Array(Route, { minItems: 1, description: 'First match wins; no match closes with reason no-route.' }),
     migration: Type.Optional(Migration),
+    on_peek_timeout: Type.Optional(
+      StringEnum(['close', 'route'] as const, {
+        description: 'At the peek deadline, bytes that got no verdict: close (reason peek-timeout) or route them to the protocol: other route (fail-open). Default close.',
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -239,11 +250,36 @@ export const ConfigSchema = Type.Object(
     io_engine: Type.Optional(
       StringEnum(IO_ENGINES, { description: 'native (the C splice addon once a pair is connected), libuv (Node stream handles driven directly), streams (net.Socket) or auto (native where it built, else libuv where available, else streams). Default auto.' }),
     ),
+    migration_store: Type.Optional(
+      Type.String({
+        minLength: 1,
+        description:
+          'Where the record of clients of migration listeners is kept: a SQLite file path (relative to the config file) or redis://host:port/db to share one record across a fleet. Default ./twinport-state/migration.db.',
+      }),
+    ),
+    migration_record: Type.Optional(
+      Type.Object(
+        {
+          flush_interval: Type.Optional(Duration('How often the record is written to the store (a kill -9 loses at most this much). Default 1s.')),
+          retention: Type.Optional(
+            Type.String({ pattern: '^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$', description: 'How long per-minute counts and clients are kept. Units ms, s, m, h, d. Default 30d.' }),
+          ),
+          max_clients: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000_000, description: 'Plaintext clients kept (least recently seen evicted first). Default 100000.' })),
+          max_names: Type.Optional(
+            Type.Integer({ minimum: 1, maximum: 1_000_000, description: 'Distinct names per listener a process records; names beyond are counted under "*". Default 10000.' }),
+          ),
+          max_tls_stacks: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, description: 'TLS client stacks (name, JA4) kept. Default 10000.' })),
+          redis_prefix: Type.Optional(Type.String({ minLength: 1, description: 'Key prefix in a Redis store. Default "twinport:migration:".' })),
+        },
+        { additionalProperties: false, description: 'The record of clients of migration listeners (docs/migration.md).' },
+      ),
+    ),
     log: Type.Optional(
       Type.Object(
         {
           level: Type.Optional(StringEnum(LOG_LEVELS, { description: 'Default info.' })),
           raw_bytes: Type.Optional(Type.Boolean({ description: 'Log peeked bytes (hex) at debug level. Default false.' })),
+          ja4: Type.Optional(Type.Boolean({ description: 'Put the JA4 fingerprint of every TLS hello in its close line (costs ~6 µs a hello). Default false.' })),
         },
         { additionalProperties: false },
       ),

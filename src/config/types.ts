@@ -35,6 +35,8 @@ export interface RouteMatch {
   readonly alpn?: readonly string[];
   readonly host?: readonly NamePattern[];
   readonly source?: readonly Cidr[];
+  /** Recognised other protocols by name (ssh, socks5, openvpn, adb, xmpp). */
+  readonly other?: readonly string[];
 }
 
 export interface RouteConfig {
@@ -153,6 +155,8 @@ export interface ListenerConfig {
   readonly routes: readonly RouteConfig[];
   /** Absent: no migration block, plaintext is spliced as routed (the `observe` behaviour, without a phase in the close line). */
   readonly migration?: MigrationConfig;
+  /** At the peek deadline with bytes but no verdict: close (peek-timeout) or route them as `protocol: other` (fail-open). Default close. */
+  readonly onPeekTimeout: 'close' | 'route';
 }
 
 export interface TwinportConfig {
@@ -165,5 +169,23 @@ export interface TwinportConfig {
   readonly maxConnections?: number;
   /** How sockets are driven (docs/io-engine.md); default auto. */
   readonly ioEngine: 'auto' | 'native' | 'libuv' | 'streams';
-  readonly log: { readonly level: string; readonly rawBytes: boolean };
+  readonly log: { readonly level: string; readonly rawBytes: boolean; readonly ja4: boolean };
+  /** Where migration listeners' record of clients is kept (docs/migration.md). */
+  readonly migrationStore: MigrationStoreConfig;
+  readonly migrationRecord: MigrationRecordConfig;
+}
+
+/** `migration_store`: an embedded SQLite file, or a Redis shared by a fleet. */
+export type MigrationStoreConfig =
+  | { readonly kind: 'sqlite'; readonly path: string; readonly text: string }
+  | { readonly kind: 'redis'; readonly url: string; readonly text: string };
+
+/** `migration_record`. */
+export interface MigrationRecordConfig {
+  readonly flushInterval: number; // default 1s
+  readonly retention: number; // default 30d
+  readonly maxClients: number; // default 100000
+  readonly maxNames: number; // default 10000
+  readonly maxTlsStacks: number; // default 10000
+  readonly redisPrefix: string; // default twinport:migration:
 }

@@ -24,6 +24,24 @@ export function parseDuration(value: unknown): number | string {
   return rounded;
 }
 
+const PERIOD_UNITS = { ...DURATION_UNITS, d: 86_400_000 } as const;
+/** The longest period accepted (ten years): a bound, not a timer. */
+export const MAX_PERIOD_MS = 3650 * 86_400_000;
+
+/**
+ * A span of recorded time (a retention, a report window): like a duration, plus days (`30d`), and not
+ * bound by Node's timers since nothing waits for it.
+ */
+export function parsePeriod(value: unknown): number | string {
+  if (typeof value !== 'string') return 'must be a period such as "24h" or "30d" (units: ms, s, m, h, d)';
+  const m = /^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)$/.exec(value);
+  if (m === null) return `"${value}" is not a period: write a number and a unit, such as 90m, 24h, 30d`;
+  const ms = Math.round(Number(m[1]) * PERIOD_UNITS[m[2] as keyof typeof PERIOD_UNITS]);
+  if (ms < 1) return `"${value}": periods must be at least 1ms`;
+  if (ms > MAX_PERIOD_MS) return `"${value}" is too long: at most 3650d`;
+  return ms;
+}
+
 const SIZE_UNITS = { B: 1, KiB: 1024, MiB: 1024 * 1024 } as const;
 
 /**

@@ -320,13 +320,21 @@ static void on_epoll(uv_poll_t *h, int status, int events) {
   }
 }
 
-static void arm_idle(struct pair *p) {
-  p->idle_seen = p->side[0].bytes_read + p->side[1].bytes_read;
-  /* uv_timer_start fails only for a closing handle or no callback: neither can happen here. */
-  (void)uv_timer_start(&p->idle, on_idle, p->idle_ms, 0);
+/* How finely the last activity is dated: the timer wakes every idle/8 while bytes flow, so a pair
+ * closes between `idle` and `idle + idle/8` after its last byte (as the JavaScript splice does), and
+ * the data path pays nothing per read for idle tracking. */
+#define IDLE_CHECKS 8
+
+static uint64_t idle_step(const struct pair *p) {
+  uint64_t step = (p->idle_ms + IDLE_CHECKS - 1) / IDLE_CHECKS;
+  return step > 0 ? step : 1;
 }
 
-/* Compares byte counts only when it fires: the data path pays nothing per read for idle tracking. */
+static void arm_idle(struct pair *p, uint64_t ms) {
+  /* uv_timer_start fails only for a closing handle or no callback: neither can happen here. */
+  (void)uv_timer_start(&p->idle, on_idle, ms, 0);
+}
+
 static void on_idle(uv_timer_t *t) {
   struct pair *p = t->data;
   if (p->finished) return;
@@ -334,11 +342,21 @@ static void on_idle(uv_timer_t *t) {
     fail(p, p->deferred_side, p->deferred_err);
     return;
   }
-  if (p->side[0].bytes_read + p->side[1].bytes_read == p->idle_seen) {
+  uint64_t bytes = p->side[0].bytes_read + p->side[1].bytes_read;
+  uint64_t now = uv_now(p->pl->loop);
+  if (bytes != p->idle_seen) {
+    p->idle_seen = bytes;
+    p->last_active = now;
+    arm_idle(p, idle_step(p));
+    return;
+  }
+  uint64_t quiet = now - p->last_active;
+  if (quiet + 1 >= p->idle_ms) {
     finish(p, PAIR_IDLE_TIMEOUT, 0, -1);
     return;
   }
-  arm_idle(p);
+  uint64_t rest = p->idle_ms - quiet;
+  arm_idle(p, rest < idle_step(p) ? rest : idle_step(p));
 }
 
 int pair_start(struct pair_loop *pl, struct pair *p, int client_fd, int server_fd, const char *initial,
@@ -393,7 +411,10 @@ int pair_start(struct pair_loop *pl, struct pair *p, int client_fd, int server_f
       return 0;
     }
   }
-  if (idle_ms > 0) arm_idle(p);
+  if (idle_ms > 0) {
+    p->last_active = uv_now(pl->loop);
+    arm_idle(p, idle_step(p));
+  }
   return 0;
 }
 

@@ -52,7 +52,8 @@ struct pair {
   struct pair_dir dir[2];  /* dir[k]: from side k to side 1-k */
   uv_timer_t idle;
   uint64_t idle_ms;
-  uint64_t idle_seen;      /* bytes read by both sides when the idle timer was armed */
+  uint64_t idle_seen;      /* bytes read by both sides at the idle timer's last check */
+  uint64_t last_active;    /* loop time (ms) of the check that last saw them change */
   int handles_open;        /* uv handles whose close callback is still due */
   int finished;
   int deferred_err;        /* a failure after pair_start sent bytes, reported from the loop (timer) */

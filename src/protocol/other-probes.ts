@@ -206,6 +206,9 @@ function isXmlSpace(b: number): boolean {
 }
 
 /** The "other" probe table, in the order the detector should run it. */
+/** The names the other-protocol probes recognise (a route's `match.other`, the close line's `other`). */
+export const OTHER_PROTOCOL_NAMES = ['ssh', 'socks5', 'openvpn', 'adb', 'xmpp'] as const;
+
 export function createOtherProbes(): Probe<OtherMatch>[] {
   return [sshProbe, socks5Probe, openvpnProbe, adbProbe, xmppProbe];
 }

@@ -7,6 +7,7 @@
 //   accept ─► peek ─► answer (write, FIN, read and discard) ─► close
 import type { ListenerConfig, MigrationPhase, RouteConfig } from '../config/types.js';
 import { decideMigration } from '../migration/phase.js';
+import { offeredTlsVersion, type ClientOutcome } from '../migration/record.js';
 import { h2cGoaway, redirectResponse, rejectResponse } from '../migration/response.js';
 import type { HttpFields } from '../protocol/http-head.js';
 import { Detector, type Detection } from '../protocol/detector.js';
@@ -34,6 +35,8 @@ type Phase = 'peek' | 'connect' | 'splice' | 'answer' | 'closed';
  * no byte from the client, 10 s in all (nginx's lingering_timeout / lingering_time are 5 s / 30 s).
  */
 const LINGER_IDLE_MS = 2000;
+/** See armIdleTimer: how finely the last activity of a splice is dated (idle/8: at most 12.5% late). */
+const IDLE_CHECKS = 8;
 const LINGER_MAX_MS = 10_000;
 type PeekTrigger = 'eof' | 'deadline' | 'cap';
 
@@ -132,6 +135,10 @@ export class Connection implements EndpointSink, NativeOwner {
   private nativeCounts: NativeCounts | undefined;
   /** `affinity: tls` on `native`: the server's first flight is parsed, hand the pair over when clean. */
   private handOverDue = false;
+  /** Routed by `on_peek_timeout: route`: the parser's view at the deadline (close line `failOpen`). */
+  private failOpen: string | undefined;
+  /** JA4 of the hello, computed at the verdict when `log.ja4` asks for it (close line `ja4`). */
+  private ja4: string | undefined;
 
   constructor(
     private readonly client: Endpoint,
@@ -285,6 +292,10 @@ export class Connection implements EndpointSink, NativeOwner {
         if (!this.acceptProxyHeader(d.proxy)) return;
         if (d.protocol === 'tls') this.tlsHello = d.fields;
         const facts = factsFromMatch(d);
+        if (d.protocol === 'tls') {
+          if (this.ctx.record !== undefined) this.recordTls(facts, d.fields);
+          if (this.ctx.logJa4) this.ja4 = d.fields.ja4;
+        }
         // TLS is never touched by a phase: its hot path pays one comparison.
         if (d.protocol !== 'tls' && this.listener.migration !== undefined && this.migrate(facts, d.protocol === 'http' ? d.fields : undefined)) return;
         this.dispatch(facts, () => this.finish('no-route'));
@@ -299,7 +310,13 @@ export class Connection implements EndpointSink, NativeOwner {
         if (!this.acceptProxyHeader(d.proxy)) return;
         // A stream a probe claimed is that protocol, broken: the close line says which.
         if (d.protocol !== undefined) this.facts = { protocol: d.protocol };
-        if (d.incomplete) {
+        if (d.incomplete && trigger === 'deadline' && this.listener.onPeekTimeout === 'route' && !d.reason.startsWith('proxy.')) {
+          // Fail-open (sslh's on_timeout): what arrived by the deadline goes to the `protocol: other`
+          // route, bytes unchanged; without one it is the peek timeout after all.
+          this.failOpen = d.reason;
+          if (this.listener.migration !== undefined && this.migrate(OTHER_FACTS, undefined)) return;
+          this.dispatch(OTHER_FACTS, () => this.finish('peek-timeout', d.reason));
+        } else if (d.incomplete) {
           // Still a valid prefix of something when the input stopped (deadline, EOF, the byte cap): the
           // peek's outcome, with the parser's view as detail. Input that every probe refused, or that one
           // claimed and refused, gets the same answer below whether or not the cap was reached, so the
@@ -367,6 +384,11 @@ export class Connection implements EndpointSink, NativeOwner {
       localPort: () => this.localEnd().localPort,
     });
     if (d.phase !== undefined) this.migrationPhase = d.phase;
+    const record = this.ctx.record;
+    if (record !== undefined && facts.protocol !== 'tls' && facts.protocol !== 'silent') {
+      const outcome: ClientOutcome = d.kind === 'redirect' ? 'redirected' : d.kind === 'reject' ? 'rejected' : d.exempt !== undefined ? 'exempt' : 'spliced';
+      record.notePlaintext(this.listener.name, http?.host, facts.protocol, this.clientIp, http?.userAgent, http?.method, http?.target, outcome, d.phase);
+    }
     switch (d.kind) {
       case 'splice':
         if (d.exempt !== undefined) this.exempt = d.exempt;
@@ -425,6 +447,17 @@ export class Connection implements EndpointSink, NativeOwner {
       this.fault(e);
     }
   };
+
+  /** The record's TLS side: the name routed on (a valid SNI), the version and ALPN offered, JA4. */
+  private recordTls(facts: PeekFacts, hello: TlsFields): void {
+    this.ctx.record!.noteTls(
+      this.listener.name,
+      facts.sni,
+      () => offeredTlsVersion(hello.legacyVersion, hello.supportedVersions),
+      hello.alpn,
+      () => hello.ja4,
+    );
+  }
 
   // ── route ───────────────────────────────────────────────────────────────────────────────────────
 
@@ -583,7 +616,8 @@ export class Connection implements EndpointSink, NativeOwner {
     else this.client.resume(); // in case the connect took long enough for the cap to pause it
     server.resume();
     this.lastActivity = this.activity();
-    this.armIdleTimer(this.listener.timeouts.idle);
+    this.lastActiveAt = performance.now();
+    this.armIdleTimer(Math.max(1, Math.ceil(this.listener.timeouts.idle / IDLE_CHECKS)));
   }
 
   /**
@@ -794,25 +828,40 @@ export class Connection implements EndpointSink, NativeOwner {
   }
 
   /**
-   * One timer per connection, re-armed lazily: it only compares byte counters when it fires, so the
-   * splice path pays nothing per chunk for idle tracking.
+   * One timer per connection that only compares byte counters when it fires, so the splice path pays
+   * nothing per chunk for idle tracking. It wakes every idle/IDLE_CHECKS while bytes flow, which dates the
+   * last activity to within that step; once quiet it sleeps exactly the rest of the idle time. So the
+   * timeout fires between `idle` and `idle + idle/IDLE_CHECKS` after the last byte (re-arming a full `idle`
+   * on activity, as before, let `idle: 2s` close at up to 4 s).
    */
   private armIdleTimer(ms: number): void {
     if (this.phase !== 'splice') return; // an error may have ended the pair during the splice's setup
     this.timer = setTimeout(this.onIdleTimer, ms);
   }
 
+  /** When the byte counters were last seen to move (performance.now()). */
+  private lastActiveAt = 0;
+
   private readonly onIdleTimer = (): void => {
     this.timer = undefined;
     if (this.phase !== 'splice') return;
     try {
-      const now = this.activity();
-      if (now === this.lastActivity) {
+      const idle = this.listener.timeouts.idle;
+      const step = Math.max(1, Math.ceil(idle / IDLE_CHECKS));
+      const bytes = this.activity();
+      const now = performance.now();
+      if (bytes !== this.lastActivity) {
+        this.lastActivity = bytes;
+        this.lastActiveAt = now;
+        this.armIdleTimer(step);
+        return;
+      }
+      const quiet = now - this.lastActiveAt;
+      if (quiet >= idle - 1) {
         this.finish('idle-timeout');
         return;
       }
-      this.lastActivity = now;
-      this.armIdleTimer(this.listener.timeouts.idle);
+      this.armIdleTimer(Math.min(step, Math.ceil(idle - quiet)));
     } catch (e) {
       this.fault(e);
     }
@@ -876,7 +925,11 @@ export class Connection implements EndpointSink, NativeOwner {
         if (f.alpn.length > LOG_ALPN_NAMES) out['alpnCount'] = f.alpn.length;
       }
       if (f.hostHeader !== undefined) out['host'] = f.hostHeader;
+      if (f.other !== undefined) out['other'] = f.other;
+      if (f.ech === true) out['ech'] = true;
     }
+    if (this.ja4 !== undefined) out['ja4'] = this.ja4;
+    if (this.failOpen !== undefined) out['failOpen'] = this.failOpen;
     if (this.migrationPhase !== undefined) out['phase'] = this.migrationPhase;
     if (this.exempt !== undefined) out['exempt'] = this.exempt;
     if (this.route !== undefined) out['route'] = this.route.name ?? this.route.index;

@@ -11,6 +11,10 @@ export interface PeekFacts {
   readonly host?: string;
   /** Host header as sent (with port): logged, not routed on. */
   readonly hostHeader?: string;
+  /** `other` recognised by a probe: ssh, socks5, openvpn, adb, xmpp (routes' `match.other`). */
+  readonly other?: string;
+  /** The hello carried encrypted_client_hello (close line `ech`). */
+  readonly ech?: true;
 }
 
 export function factsFromMatch(m: DetectMatch): PeekFacts {
@@ -25,6 +29,7 @@ export function factsFromMatch(m: DetectMatch): PeekFacts {
         ...(f.sni !== undefined && valid && { sni: f.sni }),
         ...(!valid && { sniInvalid: escapeName(f.sni!) }),
         ...(f.alpn !== undefined && { alpn: f.alpn }),
+        ...(f.ech && { ech: true as const }),
       };
     }
     case 'http': {
@@ -38,6 +43,6 @@ export function factsFromMatch(m: DetectMatch): PeekFacts {
     case 'h2c':
       return { protocol: 'h2c' };
     case 'other':
-      return { protocol: 'other' };
+      return { protocol: 'other', other: m.fields.name };
   }
 }

@@ -7,6 +7,7 @@ import type { PoolAffinity } from '../affinity/affinity-pool.js';
 import type { Connection } from './connection.js';
 import type { IoEngine } from '../io/io-engine.js';
 import type { CloseReason } from './reasons.js';
+import type { MigrationRecorder } from '../migration/record.js';
 
 export interface PoolRuntime {
   readonly config: PoolConfig;
@@ -25,6 +26,10 @@ export interface ListenerContext {
   readonly logger: Logger;
   /** Log peeked bytes in hex at debug level (explicit opt-in: docs/reasons.md). */
   readonly rawBytes: boolean;
+  /** Compute JA4 for every TLS hello and put it in the close line (`log.ja4`). */
+  readonly logJa4: boolean;
+  /** The record of clients, on a listener with a `migration` block whose store is open. */
+  readonly record?: MigrationRecorder;
   /** How server connections are opened (the accepted side is the listener's business). */
   readonly engine: IoEngine;
   nextConnectionId(): number;

@@ -5,7 +5,7 @@ import { closeSync, openSync } from 'node:fs';
 import net, { type AddressInfo, type Server } from 'node:net';
 import { devNull } from 'node:os';
 import type { Logger } from 'pino';
-import type { ListenerConfig, TwinportConfig } from '../config/types.js';
+import type { ListenerConfig, MigrationPhase, TwinportConfig } from '../config/types.js';
 import { TwinportError } from '../errors.js';
 import { PoolState } from '../routing/pool-state.js';
 import type { AffinityStats } from '../affinity/affinity-pool.js';
@@ -17,10 +17,51 @@ import { acceptEndpoints, chooseIoEngine, type IoEngine } from '../io/io-engine.
 import type { ListenerContext, PoolRuntime } from './listener-context.js';
 import { connectionCeiling, openDescriptors, softNofileLimit, type ConnectionCeiling } from './fd-limit.js';
 import { CLOSE_REASONS, type CloseReason } from './reasons.js';
+import { openRecordStore, RecordWriter } from '../migration/record-writer.js';
+import { buildReport, reportReadSince, type MigrationReport } from '../migration/report.js';
+import { phaseFor } from '../migration/phase.js';
+import { OVERFLOW_NAME, type OutcomeCount } from '../migration/record.js';
 
 /** See logFault. */
 const FAULTS_PER_SECOND = 10;
 const MAX_STACK = 4096;
+
+/** Names per listener in migrationCounters(): the rest are summed under OVERFLOW_NAME. */
+const METRIC_NAMES = 100;
+
+export function boundedOutcomes(counts: readonly OutcomeCount[], maxNames: number): OutcomeCount[] {
+  const totals = new Map<string, Map<string, number>>();
+  for (const c of counts) {
+    let names = totals.get(c.listener);
+    if (names === undefined) totals.set(c.listener, (names = new Map()));
+    names.set(c.name, (names.get(c.name) ?? 0) + c.count);
+  }
+  const kept = new Map<string, Set<string>>();
+  for (const [listener, names] of totals) {
+    kept.set(listener, new Set([...names].filter(([n]) => n !== OVERFLOW_NAME).sort((a, b) => b[1] - a[1]).slice(0, maxNames).map(([n]) => n)));
+  }
+  const out = new Map<string, OutcomeCount>();
+  for (const c of counts) {
+    const name = kept.get(c.listener)!.has(c.name) ? c.name : OVERFLOW_NAME;
+    const key = `${c.listener}\n${name}\n${c.protocol}\n${c.outcome}`;
+    const o = out.get(key);
+    if (o !== undefined) o.count += c.count;
+    else out.set(key, { listener: c.listener, name, protocol: c.protocol, outcome: c.outcome, count: c.count });
+  }
+  return [...out.values()];
+}
+
+function hasMigration(config: TwinportConfig): boolean {
+  return config.listeners.some((l) => l.migration !== undefined);
+}
+
+/** The phase the running config gives a recorded name ('' = no Host: the listener's own phase). */
+export function configPhaseOf(config: TwinportConfig): (listener: string, name: string) => MigrationPhase | undefined {
+  return (listener, name) => {
+    const m = config.listeners.find((l) => l.name === listener)?.migration;
+    return m === undefined ? undefined : phaseFor(m, name === '' || name === '*' ? undefined : name);
+  };
+}
 
 interface ListenerHandle {
   readonly server: Server;
@@ -61,6 +102,8 @@ export class ProxyRuntime {
   readonly engine: IoEngine;
   /** Why `engine` runs (the start line). */
   private readonly engineWhy: string;
+  /** The record of clients (docs/migration.md), when some listener has a `migration` block. */
+  private record: RecordWriter | undefined;
 
   constructor(config: TwinportConfig, logger: Logger) {
     this.config = config;
@@ -85,6 +128,8 @@ export class ProxyRuntime {
     this.affinity.apply(this.pools);
     // Bounded by the store's connect timeout; a Redis that is down does not stop the proxy.
     await this.affinity.ready();
+    // A store that cannot be opened is a startup error (TWP_ERR_MIGRATION_STORE_OPEN names the path).
+    if (hasMigration(this.config)) await this.openRecord(this.config);
     // Read before the listeners open (each will hold one descriptor, counted here), so that no connection
     // accepted meanwhile is mistaken for the process's own descriptors; the stores are connected by now.
     const open = openDescriptors();
@@ -111,6 +156,19 @@ export class ProxyRuntime {
     if (config.ioEngine !== this.config.ioEngine) {
       this.logger.warn({ running: this.engine, configured: config.ioEngine }, 'io_engine changes need a restart: keeping the running engine');
     }
+    if (this.record !== undefined && config.migrationStore.text !== this.config.migrationStore.text) {
+      this.logger.warn({ running: this.record.store.describe, configured: config.migrationStore.text }, 'migration_store changes need a restart: keeping the running store');
+    }
+    if (this.record === undefined && hasMigration(config)) {
+      // The first migration block arrives with a reload: open the store now. Failing that, the reload
+      // still applies the phases; the record is off until a restart, and the log says why.
+      try {
+        await this.openRecord(config);
+      } catch (e) {
+        this.logger.error({ err: { code: (e as { code?: string }).code, message: (e as Error).message } }, 'migration record off: the store could not be opened');
+      }
+    }
+    this.record?.reconfigure(config.migrationRecord);
     const pools = this.buildPools(config);
     // Before any connection sees the new PoolStates: servers that stay keep their health.
     this.health.apply(pools);
@@ -157,6 +215,44 @@ export class ProxyRuntime {
     }
     this.handles.clear();
     this.affinity.close();
+    // The last batch: what the drained connections recorded is on disk before the process exits.
+    await this.record?.close();
+  }
+
+  /** The migration report over the running instance's store (the admin API's GET /migration). */
+  async migrationReport(opts: { since: number; quietFor: number; names?: readonly string[] }): Promise<MigrationReport | undefined> {
+    const record = this.record;
+    if (record === undefined) return undefined;
+    const now = Date.now();
+    // What this process recorded in the last interval is part of the answer.
+    await record.flush();
+    const view = await record.read(reportReadSince({ now, ...opts }));
+    return buildReport(view, { now, ...opts, phaseOf: configPhaseOf(this.config) });
+  }
+
+  /**
+   * Connections per (listener, name, protocol, outcome) since start, on migration listeners: the `maxNames`
+   * busiest names of each listener, the rest summed under "*" (a metric's label set must stay small
+   * whatever Host headers clients make up).
+   */
+  migrationCounters(maxNames = METRIC_NAMES): OutcomeCount[] {
+    const record = this.record;
+    if (record === undefined) return [];
+    return boundedOutcomes([...record.recorder.outcomeCounts()], maxNames);
+  }
+
+  /** The record writer's and recorder's counters (batches, failures, lost, evictions), when recording. */
+  migrationRecordStats(): Record<string, number> | undefined {
+    const r = this.record;
+    if (r === undefined) return undefined;
+    return { ...r.counters, ...r.recorder.counters };
+  }
+
+  private async openRecord(config: TwinportConfig): Promise<void> {
+    const store = await openRecordStore(config.migrationStore, config.migrationRecord, this.logger);
+    this.record = new RecordWriter(store, config.migrationRecord, this.logger);
+    this.record.start();
+    this.logger.info({ store: store.describe }, 'migration record');
   }
 
   /** TLS affinity counters and table size per `affinity: tls` pool (docs/affinity.md). */
@@ -181,6 +277,8 @@ export class ProxyRuntime {
       routesUseSource: listener.routes.some((r) => r.match.source !== undefined),
       logger,
       rawBytes: this.config.log.rawBytes,
+      logJa4: this.config.log.ja4,
+      ...(listener.migration !== undefined && this.record !== undefined && { record: this.record.recorder }),
       engine: this.engine,
       nextConnectionId: () => this.nextId++,
       onClose: (conn, reason) => this.onClose(conn, reason),

@@ -15,6 +15,8 @@ export interface ConnectionFacts {
   readonly host?: string;
   /** Client address (after a trusted PROXY header). */
   readonly sourceIp: string;
+  /** The recognised other protocol (ssh, socks5, …); absent for unrecognised bytes. */
+  readonly other?: string;
 }
 
 export function matchRoute(routes: readonly RouteConfig[], facts: ConnectionFacts): RouteConfig | undefined {
@@ -32,6 +34,8 @@ export function routeMatches(match: RouteMatch, facts: ConnectionFacts): boolean
     if (facts.protocol !== 'http' || facts.host === undefined || !anyName(match.host, facts.host)) return false;
   }
   if (match.source !== undefined && !anyCidrContains(match.source, facts.sourceIp)) return false;
+  // A recognised protocol by name: `other: ssh` holds only for streams the ssh probe claimed.
+  if (match.other !== undefined && (facts.protocol !== 'other' || facts.other === undefined || !match.other.includes(facts.other))) return false;
   return true;
 }
 

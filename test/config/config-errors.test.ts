@@ -22,7 +22,7 @@ test('an unknown top-level key points at the key and suggests the close one', (t
 
 test('an unknown listener key lists the allowed keys when none is close', (t) => {
   expectLines(t, 'unknown-key-listener.yaml', [
-    '4:5 listeners[0].peek_timeout: unknown key "peek_timeout" (allowed: name, bind, timeouts, proxy_protocol, max_client_hello, max_connections, routes, migration)',
+    '4:5 listeners[0].colour: unknown key "colour" (allowed: name, bind, timeouts, proxy_protocol, max_client_hello, max_connections, routes, migration, on_peek_timeout)',
   ]);
 });
 
@@ -234,5 +234,12 @@ test('migration: phases, statuses, canonical_host, exemptions and name rules are
     `10:33 listeners[0].migration.exempt.user_agents[1]: invalid regex: backreference "\\1" ${unsupported}`,
     '12:20 listeners[0].migration.names[0].match: "*.*.internal": a wildcard is "*." followed by a name without "*"',
     '13:42 listeners[0].migration.names[1].phase: must be one of observe, redirect, reject',
+  ]);
+});
+
+test('match.other without protocol other, and on_peek_timeout: route without an other route, are errors at their keys', (t) => {
+  expectLines(t, 'other-and-fail-open.yaml', [
+    '4:5 listeners[0].on_peek_timeout: route sends undecided bytes to the protocol: other route, but this listener has none',
+    '6:33 listeners[0].routes[0].match.other: other names a recognised non-TLS, non-HTTP protocol: write protocol: other with it',
   ]);
 });

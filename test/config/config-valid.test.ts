@@ -20,7 +20,7 @@ test('the design.md §3 example (plus the two pools it names) loads with the rig
   const c = loadConfigFile(file);
   t.is(c.source, resolve(file));
   t.is(c.shutdownTimeout, 30_000);
-  t.deepEqual(c.log, { level: 'info', rawBytes: false });
+  t.deepEqual(c.log, { level: 'info', rawBytes: false, ja4: false });
   t.is(c.listeners.length, 1);
   const l = c.listeners[0]!;
   t.is(l.name, 'keystone');
@@ -106,7 +106,7 @@ test('every key with a non-default value is compiled', (t) => {
   t.is(l.maxConnections, 1000);
   t.deepEqual(l.proxyProtocol?.trusted.map((x) => x.family), [4, 6]);
   t.is(c.shutdownTimeout, 3_600_000);
-  t.deepEqual(c.log, { level: 'debug', rawBytes: true });
+  t.deepEqual(c.log, { level: 'debug', rawBytes: true, ja4: true });
   const m = l.migration!;
   t.like(m, { phase: 'redirect', httpsPort: 8443, redirectStatus: 307, rejectStatus: 403, canonicalHost: '[2001:db8::1]' });
   t.true(cidrContains(m.exempt.sources[0]!, '10.0.0.5'));

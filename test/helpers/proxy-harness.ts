@@ -3,7 +3,9 @@
 // a backend actually received and which backend a connection landed on.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import net, { type AddressInfo, type Server, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
 import pino from 'pino';
@@ -74,6 +76,13 @@ export interface RunningProxy {
 export const TEST_IO_ENGINE = process.env['TWINPORT_TEST_IO_ENGINE'] as 'native' | 'libuv' | 'streams' | undefined;
 
 export async function startProxy(yaml: string, file = 'test.yaml'): Promise<RunningProxy> {
+  // A migration listener records into migration_store, by default next to the config file: for a
+  // config that names none, a throwaway folder, never the working directory (the repository).
+  let stateDir: string | undefined;
+  if (!/^migration_store:/m.test(yaml)) {
+    stateDir = mkdtempSync(join(tmpdir(), 'twp-state-'));
+    yaml = `${yaml}\nmigration_store: ${JSON.stringify(join(stateDir, 'migration.db'))}\n`;
+  }
   let config = parseConfigText(yaml, file);
   if (TEST_IO_ENGINE !== undefined && !/^io_engine:/m.test(yaml)) config = { ...config, ioEngine: TEST_IO_ENGINE };
   const logs = new LogSink();
@@ -89,7 +98,10 @@ export async function startProxy(yaml: string, file = 'test.yaml'): Promise<Runn
       if (a === undefined) throw new Error(`no listener ${name ?? ''}`);
       return a.port;
     },
-    stop: () => runtime.shutdown(),
+    stop: async () => {
+      await runtime.shutdown();
+      if (stateDir !== undefined) rmSync(stateDir, { recursive: true, force: true });
+    },
   };
 }
 

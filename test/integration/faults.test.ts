@@ -296,6 +296,29 @@ test('timeouts.idle closes an idle spliced pair with idle-timeout while a busy o
   }
 });
 
+test('timeouts.idle fires on time: idle after the last byte, not up to twice that', async (t) => {
+  const echo = await startBackend('echo', (socket) => socket.on('data', (c: Buffer) => socket.write(c)));
+  const proxy = await startProxy(config([echo.address], 'timeouts: { peek: 300ms, connect: 300ms, idle: 1s }'));
+  try {
+    const c = await connectClient(proxy.port(), { allowHalfOpen: false });
+    c.socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+    await new Promise((r) => setTimeout(r, 100));
+    // The last byte: right after the splice began, the worst case for a timer re-armed a whole period.
+    c.socket.write('last\n');
+    const lastByte = performance.now();
+    await c.closed;
+    const quiet = performance.now() - lastByte;
+    const line = await proxy.logs.waitForClose();
+    t.is(line['reason'], 'idle-timeout');
+    t.log(`closed ${Math.round(quiet)} ms after the last byte (idle: 1s)`);
+    t.true(quiet >= 950, `not early: ${quiet}`);
+    t.true(quiet < 1600, `within idle + idle/8 and some scheduling slack, not ~2 s: ${quiet}`);
+  } finally {
+    await proxy.stop();
+    await echo.close();
+  }
+});
+
 testWithTools({ python3: 'python3' }, 'a client that resets while its server is still connecting → client-reset, the attempt is abandoned', async (t) => {
   const hole = await startBlackhole();
   // A connect timeout far beyond the test: only the client's reset can end this connection.

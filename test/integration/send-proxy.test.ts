@@ -6,7 +6,7 @@ import test, { type ExecutionContext } from 'ava';
 import net, { type Socket } from 'node:net';
 import { buildProxyV2 } from '../../src/protocol/proxy-header-build.js';
 import { parseProxyHeader, type ProxyHeader } from '../../src/protocol/proxy-header.js';
-import { PP2_TYPE_AUTHORITY, PP2_TYPE_TWINPORT_PROTOCOL } from '../../src/proxy/proxy-header-out.js';
+import { PP2_TYPE_ALPN, PP2_TYPE_AUTHORITY, PP2_TYPE_TWINPORT_PROTOCOL } from '../../src/proxy/proxy-header-out.js';
 import { clientHelloRecords, typicalExtensions } from '../helpers/tls-build.js';
 import { startBackend, startProxy, type Backend, type RunningProxy } from '../helpers/proxy-harness.js';
 
@@ -116,6 +116,7 @@ test('send_proxy v2 for TLS: addresses, AUTHORITY = SNI, TLV 0xE0 = "tls", then 
     t.is(tlv(header, PP2_TYPE_AUTHORITY), 'V2.Example', 'the SNI as sent');
     t.is(header.authority, 'V2.Example');
     t.is(tlv(header, PP2_TYPE_TWINPORT_PROTOCOL), 'tls');
+    t.is(tlv(header, PP2_TYPE_ALPN), 'h2', "the client's first ALPN offer (HAProxy: fc_pp_tlv(ALPN))");
     t.true(rest.equals(hello));
     t.is(w.v1.connections.length, 0);
   } finally {
@@ -133,6 +134,7 @@ test('send_proxy v2 for HTTP: AUTHORITY = the Host (port stripped), TLV 0xE0 = "
     assertEnds(t, header, local, { address: '127.0.0.1', port: w.proxy.port() });
     t.is(header.authority, 'v2.example');
     t.is(tlv(header, PP2_TYPE_TWINPORT_PROTOCOL), 'http');
+    t.is(tlv(header, PP2_TYPE_ALPN), undefined, 'no ALPN without TLS');
     t.true(rest.equals(request));
   } finally {
     await teardown(w);

@@ -266,3 +266,12 @@ test('property: arbitrary sni, host, alpn and addresses never throw and give a l
   );
   t.pass();
 });
+
+test('match.other holds only for a stream a probe recognised under one of the names', (t) => {
+  const ssh: RouteMatch = { protocol: ['other'], other: ['ssh', 'socks5'] };
+  t.true(routeMatches(ssh, { protocol: 'other', other: 'ssh', sourceIp: '' }));
+  t.true(routeMatches(ssh, { protocol: 'other', other: 'socks5', sourceIp: '' }));
+  t.false(routeMatches(ssh, { protocol: 'other', other: 'xmpp', sourceIp: '' }));
+  t.false(routeMatches(ssh, { protocol: 'other', sourceIp: '' }), 'unrecognised bytes name no protocol');
+  t.true(routeMatches({ protocol: ['other'] }, { protocol: 'other', other: 'ssh', sourceIp: '' }), 'without the key: any other');
+});
