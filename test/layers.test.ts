@@ -26,6 +26,9 @@ const FORBIDDEN: Record<string, RegExp> = {
   // Migration phases, and later its record, stores and report: built on routing/protocol/config, used
   // by proxy/ (and the CLI's report), never the reverse.
   migration: /^\.\.\/(proxy|io|health|affinity|admin|cli|demo)\//,
+  // The admin listener reads the runtime (proxy/ and below) through the hooks it exposes; only the CLI
+  // starts it, and nothing below imports it.
+  admin: /^\.\.\/(cli|demo)\//,
 };
 
 for (const [layer, bad] of Object.entries(FORBIDDEN)) {
@@ -48,7 +51,7 @@ test('src/protocol is pure: no sockets, timers, logging or process access', (t) 
 });
 
 test('only src/cli calls process.exit', (t) => {
-  for (const layer of ['protocol', 'routing', 'config', 'proxy', 'io', 'health', 'affinity', 'migration', 'demo']) {
+  for (const layer of ['protocol', 'routing', 'config', 'proxy', 'io', 'health', 'affinity', 'migration', 'admin', 'demo']) {
     const dir = new URL(`${layer}/`, src);
     for (const f of readdirSync(dir).filter((x) => x.endsWith('.ts'))) {
       t.notRegex(readFileSync(new URL(f, dir), 'utf8'), /process\.exit\(/, `${layer}/${f}`);

@@ -93,6 +93,19 @@ export class PoolAffinity {
     );
   }
 
+  /**
+   * The learned table for the admin API: the key's kind and a prefix of it only (a whole session ID or
+   * ticket key name is a credential-adjacent secret: never shown), its server, and how long ago it was
+   * last used (its TTL minus what remains).
+   */
+  entries(limit: number): { kind: string; keyPrefix: string; server: string; idleMs: number; expiresInMs: number }[] {
+    return this.table.list(limit).map((e) => {
+      const [kind = '', hex = ''] = e.key.split(':');
+      const ttl = kind === 'sid' ? this.config.affinityTable.sidTtl : this.config.affinityTable.ttl;
+      return { kind, keyPrefix: `${hex.slice(0, 8)}…`, server: e.server, idleMs: Math.max(0, ttl - e.remainingMs), expiresInMs: e.remainingMs };
+    });
+  }
+
   stats(): AffinityStats {
     return { ...this.counters, entries: this.table.size };
   }

@@ -57,6 +57,11 @@ export class AffinitySet {
     return Object.fromEntries([...this.pools].map(([name, a]) => [name, a.stats()]));
   }
 
+  /** The pool's learned entries (admin API), or undefined when the pool has no `affinity: tls`. */
+  entries(pool: string, limit: number): ReturnType<PoolAffinity['entries']> | undefined {
+    return this.pools.get(pool)?.entries(limit);
+  }
+
   close(): void {
     for (const s of this.stores.values()) s.close();
     this.stores.clear();

@@ -48,6 +48,16 @@ export class AffinityTable {
     return before !== server;
   }
 
+  /** Up to `limit` entries, most recently used first, with their remaining TTL; reading does not refresh them. */
+  list(limit: number): { key: string; server: string; remainingMs: number }[] {
+    const out: { key: string; server: string; remainingMs: number }[] = [];
+    for (const [key, server] of this.cache.entries()) {
+      if (out.length >= limit) break;
+      out.push({ key, server, remainingMs: Math.max(0, Math.round(this.cache.getRemainingTTL(key))) });
+    }
+    return out;
+  }
+
   /** Forgets key only while it still names `server` (another connection may have moved it since). */
   unlearn(key: string, server: string): boolean {
     if (this.cache.get(key) !== server) return false;

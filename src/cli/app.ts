@@ -12,6 +12,12 @@ import { setHangupHandler } from './early-signals.js';
 import { runInspect } from './inspect.js';
 import { runReport, type ReportCliOptions } from './report.js';
 import { createLogger, type LogFormat } from './logger.js';
+import { createHash } from 'node:crypto';
+import { LocalAdmin } from '../admin/api.js';
+import { ClusterAdmin, serveWorkerAdmin } from '../admin/cluster-admin.js';
+import { createProxyMetrics } from '../admin/metrics.js';
+import { startAdminServer, type AdminServer } from '../admin/server.js';
+import { addAdminCommands } from './admin-commands.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -23,6 +29,16 @@ interface RunOptions {
   readonly logFormat: LogFormat;
   readonly workers?: number;
   readonly scheduling: SchedulingPolicy;
+}
+
+/** SHA-256 of the config file's text, first 16 hex digits (`/status`, metric twinport_config_info). */
+function configHash(file: string | undefined): string | undefined {
+  if (file === undefined) return undefined;
+  try {
+    return createHash('sha256').update(readFileSync(file)).digest('hex').slice(0, 16);
+  } catch {
+    return undefined;
+  }
 }
 
 function fail(message: string, code = 1): never {
@@ -73,11 +89,17 @@ function wireSignals(
       next = loadConfigFile(configFile);
     } catch (e) {
       const issues = e instanceof ConfigError ? e.issues.map(formatIssue) : [describeError(e)];
+      runtime.noteReloadFailure(issues);
       logger.error({ file: configFile, errors: issues }, 'reload failed: keeping the running config');
       return;
     }
+    if (JSON.stringify(next.admin ?? null) !== JSON.stringify(runtime.currentConfig.admin ?? null)) {
+      logger.warn({ file: configFile }, 'admin changes need a restart: keeping the running admin listener');
+    }
+    const hash = configHash(configFile);
     runtime.reload(next).then(
       () => {
+        runtime.configHash = hash;
         // A reloaded `log.level` applies too, unless --log-level fixed it for the process's life.
         if (levelFromConfig) logger.level = next.log.level;
         logger.info({ file: configFile }, 'reloaded');
@@ -98,9 +120,19 @@ async function runProxy(opts: RunOptions): Promise<void> {
     }
   }
   const logger = await createLogger(opts.logLevel ?? fileConfig?.log.level ?? 'info', opts.logFormat);
-  if (opts.workers !== undefined && opts.workers > 1 && cluster.isPrimary) {
+  const workers = opts.workers ?? 1;
+  if (workers > 1 && cluster.isPrimary) {
     if (opts.config === undefined) fail('--workers needs --config (the demo runs in one process)');
-    runPrimary({ workers: opts.workers, scheduling: opts.scheduling, logger });
+    // The one admin listener of the group is the primary's, up before any worker forks: a bind error
+    // stops the start here.
+    if (fileConfig?.admin !== undefined) {
+      try {
+        await startAdminServer(fileConfig.admin, new ClusterAdmin(logger), logger);
+      } catch (e) {
+        fail(describeError(e));
+      }
+    }
+    runPrimary({ workers, scheduling: opts.scheduling, logger });
     return;
   }
   let config: TwinportConfig;
@@ -119,13 +151,26 @@ async function runProxy(opts: RunOptions): Promise<void> {
     }
   }
   const runtime = new ProxyRuntime(config, logger);
+  runtime.configHash = configHash(opts.config);
+  // Before start: the metrics count every connection's outcome from the first one on.
+  const metrics = config.admin === undefined ? undefined : createProxyMetrics(runtime);
+  let adminServer: AdminServer | undefined;
   try {
     await runtime.start();
+    if (config.admin !== undefined && metrics !== undefined) {
+      const local = new LocalAdmin(runtime, metrics.registry, { version: pkg.version, configFile: opts.config ?? '<demo>', workers });
+      if (cluster.isWorker) serveWorkerAdmin(local);
+      else adminServer = await startAdminServer(config.admin, local, logger);
+    }
   } catch (e) {
     await closeDemo();
     fail(describeError(e));
   }
-  wireSignals(runtime, logger, opts.config, closeDemo, opts.logLevel === undefined);
+  const onExit = async (): Promise<void> => {
+    await adminServer?.close();
+    await closeDemo();
+  };
+  wireSignals(runtime, logger, opts.config, onExit, opts.logLevel === undefined);
   if (opts.config === undefined) {
     const a = runtime.addresses().get('demo');
     const where = a === undefined ? opts.listen : `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
@@ -197,6 +242,7 @@ program
     }
   });
 
+addAdminCommands(program, fail);
 program
   .command('report')
   .description('who still speaks plaintext on migration listeners, and whether it is safe to turn it off: exit 0 when every name is safe (or has no traffic), 3 when not')

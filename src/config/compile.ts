@@ -18,8 +18,11 @@ import type {
   AffinityTableConfig,
   BalanceKind,
   Cidr,
+  AdminConfig,
   HashKey,
   HealthCheckConfig,
+  LimitsConfig,
+  RateLimitConfig,
   ListenerConfig,
   ListenerTimeouts,
   MatchProtocol,
@@ -214,6 +217,8 @@ function compileListener(raw: unknown, path: KeyPath, pools: ReadonlySet<string>
     connect: duration(t, 'connect', tp, DEFAULT_TIMEOUTS.connect, issues),
     idle: duration(t, 'idle', tp, DEFAULT_TIMEOUTS.idle, issues),
     silent: duration(t, 'silent', tp, DEFAULT_TIMEOUTS.silent, issues),
+    ...(has(t, 'client_fin') && { clientFin: duration(t, 'client_fin', tp, 0, issues) }),
+    ...(has(t, 'server_fin') && { serverFin: duration(t, 'server_fin', tp, 0, issues) }),
   };
 
   let maxClientHello = DEFAULT_MAX_CLIENT_HELLO;
@@ -247,8 +252,72 @@ function compileListener(raw: unknown, path: KeyPath, pools: ReadonlySet<string>
     listener.proxyProtocol = { trusted: cidrs(raw['proxy_protocol']['trusted'], [...path, 'proxy_protocol', 'trusted'], issues) };
   }
   if (Number.isInteger(raw['max_connections'])) listener.maxConnections = raw['max_connections'] as number;
+  if (isObj(raw['limits'])) listener.limits = compileLimits(raw['limits'], [...path, 'limits'], issues);
   if (isObj(raw['migration'])) listener.migration = compileMigration(raw['migration'], [...path, 'migration'], issues);
   return listener;
+}
+
+function compileRate(raw: Obj, path: KeyPath, issues: Issues): RateLimitConfig | undefined {
+  const rate = Number.isInteger(raw['rate']) ? (raw['rate'] as number) : undefined;
+  const burst = Number.isInteger(raw['burst']) ? (raw['burst'] as number) : undefined;
+  if (rate === undefined) {
+    if (burst !== undefined) issues.add([...path, 'burst'], 'burst sizes the rate\'s token bucket: give rate too');
+    return undefined;
+  }
+  return { rate, burst: burst ?? rate };
+}
+
+function compileLimits(raw: Obj, path: KeyPath, issues: Issues): LimitsConfig {
+  const out: { -readonly [K in keyof LimitsConfig]: LimitsConfig[K] } = {};
+  const rate = compileRate(raw, path, issues);
+  if (rate !== undefined) out.rate = rate;
+  if (isObj(raw['per_source'])) {
+    const per = raw['per_source'];
+    const perRate = compileRate(per, [...path, 'per_source'], issues);
+    out.perSource = {
+      ...(Number.isInteger(per['max_connections']) && { maxConnections: per['max_connections'] as number }),
+      ...(perRate !== undefined && { rate: perRate }),
+    };
+  }
+  return out;
+}
+
+/** Loopback hosts: an admin listener elsewhere must have a token (docs/admin.md). */
+function isLoopback(host: string): boolean {
+  if (host.toLowerCase() === 'localhost' || host === '::1') return true;
+  const b = ipToBytes(host);
+  return b !== undefined && b.length === 4 && b[0] === 127;
+}
+
+function compileAdmin(raw: Obj, listeners: readonly ListenerConfig[], source: string, issues: Issues): AdminConfig | undefined {
+  const path: KeyPath = ['admin'];
+  if (typeof raw['bind'] !== 'string') return undefined;
+  const text = raw['bind'];
+  const tokenFile = typeof raw['token_file'] === 'string' && raw['token_file'] !== '' ? resolvePath(dirname(source), raw['token_file']) : undefined;
+  let bind: AdminConfig['bind'];
+  if (text.startsWith('unix:')) {
+    const a = parseServerAddress(text);
+    if (typeof a === 'string') {
+      issues.add([...path, 'bind'], a);
+      return undefined;
+    }
+    bind = { text, path: (a as { path: string }).path };
+  } else {
+    const b = parseBind(text);
+    if (typeof b === 'string') {
+      issues.add([...path, 'bind'], b);
+      return undefined;
+    }
+    bind = { text: b.text, host: b.host, port: b.port };
+    if (!isLoopback(b.host) && tokenFile === undefined) {
+      issues.add([...path, 'bind'], `"${text}" is not a loopback address: an admin listener reachable from other hosts needs admin.token_file`);
+    }
+    const clash = listeners.findIndex((l) => bindsConflict(l.bind, b));
+    if (clash >= 0) {
+      issues.add([...path, 'bind'], `"${text}" is the address of listeners[${clash}] ("${listeners[clash]!.bind.text}"): the admin listener never shares a data listener's port`);
+    }
+  }
+  return { bind, ...(tokenFile !== undefined && { tokenFile }) };
 }
 
 export const DEFAULT_REDIRECT_STATUS = 308;
@@ -404,6 +473,11 @@ function compilePool(name: string, raw: unknown, issues: Issues): PoolConfig | u
       fall: count(ph, 'fall', DEFAULT_PASSIVE_HEALTH.fall),
       downFor: duration(ph, 'down_for', pp, DEFAULT_PASSIVE_HEALTH.downFor, issues),
     };
+  }
+  if (raw['on_down'] === 'close') {
+    if (!isObj(raw['health']) && !isObj(raw['passive_health'])) {
+      issues.add([...path, 'on_down'], 'only used with health or passive_health: without them no server is ever marked down', 'key');
+    } else pool.onDown = 'close';
   }
   return pool;
 }
@@ -616,6 +690,7 @@ export function compileConfig(raw: unknown, source: string): CompileResult {
   });
 
   const log = isObj(root['log']) ? root['log'] : {};
+  const admin = isObj(root['admin']) ? compileAdmin(root['admin'], listeners, source, issues) : undefined;
   const migrationRecord = compileMigrationRecord(isObj(root['migration_record']) ? root['migration_record'] : {}, issues);
   const migrationStore = compileMigrationStore(root['migration_store'], source, issues);
   const config: TwinportConfig = {
@@ -625,6 +700,8 @@ export function compileConfig(raw: unknown, source: string): CompileResult {
     shutdownTimeout: duration(root, 'shutdown_timeout', [], DEFAULT_SHUTDOWN_TIMEOUT, issues),
     ...(Number.isInteger(root['max_connections']) && { maxConnections: root['max_connections'] as number }),
     ioEngine: oneOf(IO_ENGINES, root['io_engine'], 'auto'),
+    ...(isObj(root['limits']) && { limits: compileLimits(root['limits'], ['limits'], issues) }),
+    ...(admin !== undefined && { admin }),
     log: {
       level: oneOf(LOG_LEVELS, log['level'], 'info'),
       rawBytes: log['raw_bytes'] === true,

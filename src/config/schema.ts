@@ -79,6 +79,8 @@ const Timeouts = Type.Object(
     connect: Type.Optional(Duration('Per server attempt. Default 3s.')),
     idle: Type.Optional(Duration('No bytes either way for this long closes the connection. Default 1h.')),
     silent: Type.Optional(Duration('Client sent nothing this long: the protocol: silent route. Default 3s.')),
+    client_fin: Type.Optional(Duration('Once the client has sent its FIN, the half-closed pair lives at most this long. Default: no bound but idle.')),
+    server_fin: Type.Optional(Duration('Once the server has sent its FIN, the half-closed pair lives at most this long. Default: no bound but idle.')),
   },
   { additionalProperties: false },
 );
@@ -126,6 +128,35 @@ const Migration = Type.Object(
   { additionalProperties: false, description: 'Moving this port from plaintext HTTP to HTTPS (docs/migration.md). TLS is never touched.' },
 );
 
+const RateFields = {
+  rate: Type.Optional(Type.Integer({ minimum: 1, description: 'New connections per second (token bucket).' })),
+  burst: Type.Optional(Type.Integer({ minimum: 1, description: 'Connections the bucket lets through at once. Default: rate. Only with rate.' })),
+};
+
+const Limits = Type.Object(
+  {
+    ...RateFields,
+    per_source: Type.Optional(
+      Type.Object(
+        {
+          max_connections: Type.Optional(Type.Integer({ minimum: 1, description: 'Open connections allowed at once from one source.' })),
+          ...RateFields,
+        },
+        { additionalProperties: false, description: 'Per client address (after a trusted PROXY header, the address it names).' },
+      ),
+    ),
+  },
+  { additionalProperties: false, description: 'Connection rate limits and per-source limits; refused connections close with reason limit.' },
+);
+
+const Admin = Type.Object(
+  {
+    bind: Type.String({ description: '"127.0.0.1:9901", "[::1]:9901" or "unix:/run/twinport/admin.sock". Never a data listener\'s address.' }),
+    token_file: Type.Optional(Type.String({ minLength: 1, description: 'File holding the bearer token; when set, every request needs it.' })),
+  },
+  { additionalProperties: false, description: 'The admin listener: metrics, status, control API and dashboard (docs/admin.md). Off when absent.' },
+);
+
 const Listener = Type.Object(
   {
     name: Type.Optional(Type.String({ minLength: 1, description: 'Unique; used in logs and metrics. Default: the bind text.' })),
@@ -139,6 +170,7 @@ const Listener = Type.Object(
     ),
     max_client_hello: Type.Optional(Size('Cap on bytes buffered while peeking: 512 bytes to 1MiB. Default 64KiB.')),
     max_connections: Type.Optional(Type.Integer({ minimum: 1, description: 'Open connections allowed at once. Default: unlimited.' })),
+    limits: Type.Optional(Limits),
     routes: Type.Array(Route, { minItems: 1, description: 'First match wins; no match closes with reason no-route.' }),
     migration: Type.Optional(Migration),
     on_peek_timeout: Type.Optional(
@@ -234,6 +266,11 @@ const Pool = Type.Object(
     retries: Type.Optional(Type.Integer({ minimum: 0, maximum: 100, description: 'Extra server attempts. Default: servers − 1.' })),
     health: Type.Optional(Health),
     passive_health: Type.Optional(PassiveHealth),
+    on_down: Type.Optional(
+      StringEnum(['keep', 'close'] as const, {
+        description: 'When health marks a server down: keep its spliced connections (default) or close them. Only with health or passive_health.',
+      }),
+    ),
     servers: Type.Array(Type.Union([Type.String({ title: 'a "host:port" string' }), ServerObject]), { minItems: 1 }),
   },
   { additionalProperties: false },
@@ -247,6 +284,8 @@ export const ConfigSchema = Type.Object(
     max_connections: Type.Optional(
       Type.Integer({ minimum: 1, description: 'Open connections allowed at once in each process, all listeners together. Default: what RLIMIT_NOFILE allows.' }),
     ),
+    limits: Type.Optional(Limits),
+    admin: Type.Optional(Admin),
     io_engine: Type.Optional(
       StringEnum(IO_ENGINES, { description: 'native (the C splice addon once a pair is connected), libuv (Node stream handles driven directly), streams (net.Socket) or auto (native where it built, else libuv where available, else streams). Default auto.' }),
     ),
@@ -279,7 +318,7 @@ export const ConfigSchema = Type.Object(
         {
           level: Type.Optional(StringEnum(LOG_LEVELS, { description: 'Default info.' })),
           raw_bytes: Type.Optional(Type.Boolean({ description: 'Log peeked bytes (hex) at debug level. Default false.' })),
-          ja4: Type.Optional(Type.Boolean({ description: 'Put the JA4 fingerprint of every TLS hello in its close line (costs ~6 µs a hello). Default false.' })),
+          ja4: Type.Optional(Type.Boolean({ description: 'Put the JA4 fingerprint of every TLS hello in its close line (costs 4–6 µs a hello). Default false.' })),
         },
         { additionalProperties: false },
       ),

@@ -110,6 +110,8 @@ export interface PoolConfig {
   readonly retries: number; // extra server attempts after the first, default: servers.length - 1
   readonly health?: HealthCheckConfig;
   readonly passiveHealth?: PassiveHealthConfig;
+  /** `close`: when health marks a server down, its spliced connections are closed; absent: they run on. */
+  readonly onDown?: 'close';
   readonly servers: readonly ServerConfig[];
 }
 
@@ -118,6 +120,10 @@ export interface ListenerTimeouts {
   readonly connect: number; // default 3s
   readonly idle: number; // default 1h
   readonly silent: number; // default 3s; only acted on when a `protocol: silent` route exists
+  /** After the client's FIN, how long the half-closed pair may live; absent: only `idle` bounds it. */
+  readonly clientFin?: number;
+  /** After the server's FIN, the same. */
+  readonly serverFin?: number;
 }
 
 /** What a listener does with plaintext during an HTTP → HTTPS migration (docs/migration.md). */
@@ -145,6 +151,27 @@ export interface MigrationConfig {
   readonly names: readonly MigrationNameRule[];
 }
 
+/** A token bucket: `rate` new connections per second, up to `burst` at once. */
+export interface RateLimitConfig {
+  readonly rate: number;
+  readonly burst: number; // default: rate
+}
+
+/** `limits` at top level (the process) or on a listener (docs/config.md). */
+export interface LimitsConfig {
+  readonly rate?: RateLimitConfig;
+  /** Per client source (after a trusted PROXY header, the address it names). */
+  readonly perSource?: { readonly maxConnections?: number; readonly rate?: RateLimitConfig };
+}
+
+/** `admin`: the admin listener (docs/admin.md). */
+export interface AdminConfig {
+  /** `host:port`, or a unix socket path (`unix:/run/twinport/admin.sock`). */
+  readonly bind: { readonly text: string; readonly host: string; readonly port: number } | { readonly text: string; readonly path: string };
+  /** Absolute path of the bearer token's file, read when the admin listener starts. */
+  readonly tokenFile?: string;
+}
+
 export interface ListenerConfig {
   readonly name: string; // default: the bind text
   readonly bind: { readonly text: string; readonly host: string; readonly port: number };
@@ -152,6 +179,7 @@ export interface ListenerConfig {
   readonly proxyProtocol?: { readonly trusted: readonly Cidr[] };
   readonly maxClientHello: number; // default 64 KiB
   readonly maxConnections?: number; // absent = unlimited
+  readonly limits?: LimitsConfig;
   readonly routes: readonly RouteConfig[];
   /** Absent: no migration block, plaintext is spliced as routed (the `observe` behaviour, without a phase in the close line). */
   readonly migration?: MigrationConfig;
@@ -170,6 +198,9 @@ export interface TwinportConfig {
   /** How sockets are driven (docs/io-engine.md); default auto. */
   readonly ioEngine: 'auto' | 'native' | 'libuv' | 'streams';
   readonly log: { readonly level: string; readonly rawBytes: boolean; readonly ja4: boolean };
+  readonly limits?: LimitsConfig;
+  /** Absent: no admin listener. */
+  readonly admin?: AdminConfig;
   /** Where migration listeners' record of clients is kept (docs/migration.md). */
   readonly migrationStore: MigrationStoreConfig;
   readonly migrationRecord: MigrationRecordConfig;

@@ -32,6 +32,8 @@ export interface ServerHealth {
   readonly failures: number;
   readonly passiveFailures: number;
   readonly checking: boolean;
+  /** The last active check's result and detail, when one ran. */
+  readonly lastCheck?: { readonly ok: boolean; readonly detail: string; readonly at: string };
 }
 
 export interface HealthCheckerOptions {
@@ -61,6 +63,7 @@ interface Tracked {
   inflight: AbortController | undefined;
   /** Bumped when the check schedule is replaced: results of an older schedule are dropped. */
   generation: number;
+  lastCheck: { ok: boolean; detail: string; at: string } | undefined;
 }
 
 function keyOf(pool: string, address: string): string {
@@ -73,6 +76,8 @@ export class HealthChecker {
   private readonly check: NonNullable<HealthCheckerOptions['check']>;
   private readonly tracked = new Map<string, Tracked>();
   private stopped = false;
+  /** Told when a server goes from up to down (the runtime closes its connections for `on_down: close`). */
+  onServerDown: ((pool: string, server: string, reason: string) => void) | undefined;
 
   constructor(logger: Logger, opts: HealthCheckerOptions = {}) {
     this.logger = logger;
@@ -116,6 +121,7 @@ export class HealthChecker {
             checkTimer: undefined,
             inflight: undefined,
             generation: 0,
+            lastCheck: undefined,
           };
           this.tracked.set(key, r);
         }
@@ -167,6 +173,7 @@ export class HealthChecker {
       failures: r.failures,
       passiveFailures: r.passiveFailures,
       checking: r.checkTimer !== undefined || r.inflight !== undefined,
+      ...(r.lastCheck !== undefined && { lastCheck: { ...r.lastCheck } }),
     }));
   }
 
@@ -232,6 +239,7 @@ export class HealthChecker {
   }
 
   private record(r: Tracked, health: HealthCheckConfig, outcome: CheckOutcome): void {
+    r.lastCheck = { ok: outcome.ok, detail: outcome.detail, at: new Date().toISOString() };
     if (outcome.ok) {
       r.failures = 0;
       r.successes = Math.min(r.successes + 1, health.rise);
@@ -258,7 +266,10 @@ export class HealthChecker {
     r.state.setUp(r.index, up);
     const fields = { pool: r.pool, server: r.address.text, from, to: up ? 'up' : 'down', reason, source };
     if (up) this.logger.info(fields, 'health');
-    else this.logger.warn(fields, 'health');
+    else {
+      this.logger.warn(fields, 'health');
+      this.onServerDown?.(r.pool, r.address.text, reason);
+    }
   }
 
   private stopChecks(r: Tracked): void {

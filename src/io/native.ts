@@ -12,6 +12,7 @@ interface Addon {
   init(onDone: (slot: number, reason: number, errno: number) => void, counts: Float64Array): void;
   start(clientFd: number, serverFd: number, initial: Buffer | undefined, clientEof: boolean, serverEof: boolean, idleMs: number): number;
   close(slot: number): boolean;
+  counts(slot: number): boolean;
   selfCheck(): string | null;
   live(): number;
 }
@@ -57,6 +58,11 @@ export class NativeEngine {
   close(slot: number): NativeCounts | undefined {
     this.owners[slot] = undefined;
     return this.addon.close(slot) ? this.readCounts() : undefined;
+  }
+
+  /** A live pair's counts so far (undefined when the slot is not live). */
+  countsOf(slot: number): NativeCounts | undefined {
+    return this.addon.counts(slot) ? this.readCounts() : undefined;
   }
 
   /** Pairs being carried now (tests count them). */

@@ -240,7 +240,7 @@ export class MigrationRecorder {
 
   /**
    * Every TLS connection is counted; at most TLS_SAMPLES_PER_BATCH per name and batch are fingerprinted
-   * (`ja4` computes JA4 on first read, ~6 µs: two SHA-256 and two sorts), so the TLS stacks are a sample
+   * (`ja4` computes JA4 on first read, 4–6 µs: two SHA-256 and two sorts), so the TLS stacks are a sample
    * that finds every stack in use without paying JA4 on every handshake.
    */
   noteTls(listener: string, sni: string | undefined, version: () => string, alpn: readonly string[] | undefined, ja4: () => string): void {

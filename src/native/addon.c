@@ -5,6 +5,7 @@
  *   start(clientFd, serverFd, initial, clientEof, serverEof, idleMs) → slot ≥ 0, or -errno
  *                         the descriptors are duplicated: the caller closes its own afterwards
  *   close(slot) → true when the slot was live (counts filled), false otherwise
+ *   counts(slot) → the same, for a pair that goes on (the admin API's live byte counts)
  *   selfCheck() → null, or what failed
  *   live() → pairs running
  * Slots are small integers reused after a pair ends, so JavaScript can index an array with them. */
@@ -234,6 +235,20 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   return out;
 }
 
+static napi_value js_counts(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], out;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  struct addon *a = addon_of(env);
+  uint32_t slot;
+  if (a == NULL || argc < 1) return throw_last(env, "counts(slot)");
+  CHECK(napi_get_value_uint32(env, argv[0], &slot));
+  struct slot_pair *sp = slot < a->nslots ? a->slots[slot] : NULL;
+  if (sp != NULL) fill_counts(a, &sp->pair);
+  CHECK(napi_get_boolean(env, sp != NULL, &out));
+  return out;
+}
+
 static napi_value js_live(napi_env env, napi_callback_info info) {
   (void)info;
   struct addon *a = addon_of(env);
@@ -330,6 +345,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"close", NULL, js_close, NULL, NULL, NULL, napi_default, NULL},
       {"selfCheck", NULL, js_self_check, NULL, NULL, NULL, napi_default, NULL},
       {"live", NULL, js_live, NULL, NULL, NULL, napi_default, NULL},
+      {"counts", NULL, js_counts, NULL, NULL, NULL, napi_default, NULL},
   };
   CHECK(napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   return exports;

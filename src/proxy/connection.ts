@@ -28,6 +28,22 @@ import type { ListenerContext, PoolRuntime } from './listener-context.js';
 
 type Phase = 'peek' | 'connect' | 'splice' | 'answer' | 'closed';
 
+/** One connection as the admin API lists it (`GET /connections`). */
+export interface ConnectionView {
+  readonly id: number;
+  readonly listener: string;
+  readonly client: string | undefined;
+  readonly state: Phase;
+  readonly protocol?: string;
+  readonly sni?: string;
+  readonly host?: string;
+  readonly pool?: string;
+  readonly server?: string;
+  readonly ageMs: number;
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+}
+
 /**
  * After twinport answered a client itself it sends FIN and keeps reading (and discarding) until the
  * client's FIN: closing with the rest of a request unread in the receive buffer would send a RST (RFC 9112
@@ -135,6 +151,17 @@ export class Connection implements EndpointSink, NativeOwner {
   private nativeCounts: NativeCounts | undefined;
   /** `affinity: tls` on `native`: the server's first flight is parsed, hand the pair over when clean. */
   private handOverDue = false;
+  /** Milliseconds from accept to the routing decision, and from there to the server's connect (metrics). */
+  private peekDoneMs: number | undefined;
+  private connectedMs: number | undefined;
+  /** Server connect attempts made (the first plus retries). */
+  private attempts = 0;
+  /** Bounds a half-closed pair (timeouts.client_fin / server_fin). */
+  private finTimer: NodeJS.Timeout | undefined;
+  /** Per-source limits that counted this connection: the runtime releases them at close. */
+  limitHolds: { readonly scope: { release(ip: string): void }; readonly ip: string }[] | undefined;
+  /** With reason `limit`: which one (`listener.max_connections`, `global.per_source.rate`…), a metric label. */
+  limitName: string | undefined;
   /** Routed by `on_peek_timeout: route`: the parser's view at the deadline (close line `failOpen`). */
   private failOpen: string | undefined;
   /** JA4 of the hello, computed at the verdict when `log.ja4` asks for it (close line `ja4`). */
@@ -463,6 +490,17 @@ export class Connection implements EndpointSink, NativeOwner {
 
   private dispatch(facts: PeekFacts, onNoRoute: () => void): void {
     this.facts = facts;
+    this.peekDoneMs = performance.now() - this.started;
+    // Behind a trusted PROXY header the source is known only now: its limits are checked before any
+    // server is chosen, so an over-limit client never takes a server connection.
+    if (this.ctx.admitSource !== undefined && this.proxyIn !== undefined) {
+      const refused = this.ctx.admitSource(this, this.clientIp);
+      if (refused !== undefined) {
+        this.limitName = refused.limit;
+        this.finish('limit', refused.detail);
+        return;
+      }
+    }
     const route = matchRoute(this.listener.routes, { ...facts, sourceIp: this.ctx.routesUseSource ? this.clientIp : '' });
     if (route === undefined) {
       onNoRoute();
@@ -528,6 +566,7 @@ export class Connection implements EndpointSink, NativeOwner {
       return;
     }
     const server = pool.config.servers[index]!;
+    this.attempts++;
     this.serverIndex = index;
     this.serverText = server.address.text;
     let settled = false;
@@ -575,6 +614,7 @@ export class Connection implements EndpointSink, NativeOwner {
 
   private splice(server: Endpoint): void {
     this.phase = 'splice';
+    this.connectedMs = performance.now() - this.started - (this.peekDoneMs ?? 0);
     const pool = this.pool!;
     pool.state.onConnect(this.serverIndex!);
     server.attach(this, SERVER);
@@ -598,7 +638,10 @@ export class Connection implements EndpointSink, NativeOwner {
     const peeked = this.peek.view().subarray(this.proxyInLength);
     // `native` carries the pair from here, with the header and the peeked bytes as its first bytes to the
     // server; an `affinity: tls` pool's pair only once the server's first flight was seen (read below).
-    const native = this.ctx.engine === 'native' && affinity === undefined && this.handOver(server, header, peeked);
+    // timeouts.client_fin / server_fin are kept by the JavaScript splice only (docs/native.md): a
+    // listener that sets them splices in JavaScript.
+    const finBounded = this.listener.timeouts.clientFin !== undefined || this.listener.timeouts.serverFin !== undefined;
+    const native = this.ctx.engine === 'native' && affinity === undefined && !finBounded && this.handOver(server, header, peeked);
     if (!native) {
       if (header !== undefined) server.write(header);
       if (peeked.length > 0) server.write(peeked);
@@ -612,7 +655,10 @@ export class Connection implements EndpointSink, NativeOwner {
     // Each direction: write what arrives, stop reading while the writer's buffer is full, resume on its
     // drain, pass FIN on (`end`) separately so the other half stays open (onRead, onDrain, onEnd).
     // A client that sent its request and FIN at once has had its EOF already, during the peek.
-    if (this.client.readEnded) server.end();
+    if (this.client.readEnded) {
+      server.end();
+      this.armFinTimer(CLIENT);
+    }
     else this.client.resume(); // in case the connect took long enough for the cap to pause it
     server.resume();
     this.lastActivity = this.activity();
@@ -714,7 +760,8 @@ export class Connection implements EndpointSink, NativeOwner {
     if (side === SERVER) {
       if (this.flightWatch !== undefined && this.flightWatch(chunk)) {
         this.flightWatch = undefined;
-        this.handOverDue = this.ctx.engine === 'native';
+        const t = this.listener.timeouts;
+        this.handOverDue = this.ctx.engine === 'native' && t.clientFin === undefined && t.serverFin === undefined;
       }
       const more = this.client.write(chunk, pooled);
       if (this.handOverDue) this.tryHandOver();
@@ -739,6 +786,7 @@ export class Connection implements EndpointSink, NativeOwner {
       case 'splice':
         if (side === CLIENT) this.upstream!.end();
         else this.client.end();
+        this.armFinTimer(side);
         return;
       case 'answer':
         // Our FIN went with the answer: with the client's, the socket closes (onClose ends it).
@@ -879,8 +927,33 @@ export class Connection implements EndpointSink, NativeOwner {
     if (this.clientClosed && this.upstreamClosed) this.finish('done');
   }
 
+  /**
+   * HAProxy's `timeout client-fin` / `server-fin`: once one side has sent its FIN, the half-closed pair
+   * lives at most that long (a peer that never answers a FIN must not hold the pair for `idle`). Armed
+   * once, by the first FIN; only on a FIN, so the splice path pays nothing for it.
+   */
+  private armFinTimer(side: Side): void {
+    if (this.finTimer !== undefined || this.phase !== 'splice') return;
+    const t = this.listener.timeouts;
+    const ms = side === CLIENT ? t.clientFin : t.serverFin;
+    if (ms === undefined) return;
+    const detail = side === CLIENT ? 'client_fin' : 'server_fin';
+    this.finTimer = setTimeout(() => {
+      this.finTimer = undefined;
+      try {
+        this.finish('fin-timeout', detail);
+      } catch (e) {
+        this.fault(e);
+      }
+    }, ms);
+  }
+
   private finish(reason: CloseReason, detail?: string): void {
     if (this.phase === 'closed') return;
+    if (this.finTimer !== undefined) {
+      clearTimeout(this.finTimer);
+      this.finTimer = undefined;
+    }
     const wasSplicing = this.phase === 'splice';
     this.phase = 'closed';
     this.closeReason = reason;
@@ -888,6 +961,9 @@ export class Connection implements EndpointSink, NativeOwner {
     try {
       if (this.timer !== undefined) clearTimeout(this.timer);
       this.timer = undefined;
+      // After destroy getpeername has nothing to ask: a connection closed at accept (a limit) would log
+      // `"client":""`.
+      if (this.clientAddress === undefined && this.ctx.logger.isLevelEnabled('info')) this.clientAddress = this.peerAddress();
       if (this.nativeSlot !== undefined) {
         this.nativeCounts = NATIVE.engine!.close(this.nativeSlot);
         this.nativeSlot = undefined;
@@ -899,6 +975,87 @@ export class Connection implements EndpointSink, NativeOwner {
       // Counted and logged whatever the teardown did: one outcome per connection.
       this.ctx.onClose(this, reason);
     }
+  }
+
+  /** An operator closes it (admin API): reason `admin`, one close line like any other outcome. */
+  adminClose(detail: string): void {
+    this.abort('admin', detail);
+  }
+
+  /** What the admin API and the metrics read of a live or closing connection. */
+  get view(): ConnectionView {
+    const f = this.facts;
+    return {
+      id: this.id,
+      listener: this.listener.name,
+      client: this.clientAddress === undefined && this.phase === 'closed' ? undefined : formatAddress(this.clientIp, this.clientPort),
+      state: this.phase,
+      ...(f !== undefined && { protocol: f.protocol }),
+      ...(f?.sni !== undefined && { sni: f.sni }),
+      ...(f?.hostHeader !== undefined && { host: f.hostHeader }),
+      ...(this.pool !== undefined && { pool: this.pool.config.name }),
+      ...(this.serverText !== undefined && { server: this.serverText }),
+      ageMs: Math.round(performance.now() - this.started),
+      bytesIn: this.bytesIn,
+      bytesOut: this.bytesOut,
+    };
+  }
+
+  /** Spliced to its server (not peeking, connecting, answering or closed). */
+  get spliced(): boolean {
+    return this.phase === 'splice';
+  }
+
+  get listenerName(): string {
+    return this.listener.name;
+  }
+
+  get closeReasonCode(): CloseReason | undefined {
+    return this.closeReason;
+  }
+
+  get closeDetailText(): string | undefined {
+    return this.closeDetail;
+  }
+
+  get protocol(): string | undefined {
+    return this.facts?.protocol;
+  }
+
+  get poolName(): string | undefined {
+    return this.pool?.config.name;
+  }
+
+  get server(): string | undefined {
+    return this.serverText;
+  }
+
+  get bytesIn(): number {
+    return this.client.bytesRead + (this.nativeBytes()?.clientRead ?? 0);
+  }
+
+  get bytesOut(): number {
+    return this.client.bytesWritten + (this.nativeBytes()?.clientWritten ?? 0);
+  }
+
+  /** What the native engine counted: so far while it carries the pair, in all once it is done. */
+  private nativeBytes(): NativeCounts | undefined {
+    return this.nativeSlot !== undefined ? NATIVE.engine!.countsOf(this.nativeSlot) : this.nativeCounts;
+  }
+
+  /** Seconds from accept to the routing decision; undefined when it never got there. */
+  get peekSeconds(): number | undefined {
+    return this.peekDoneMs === undefined ? undefined : this.peekDoneMs / 1000;
+  }
+
+  /** Seconds from the routing decision to the connect that was spliced. */
+  get connectSeconds(): number | undefined {
+    return this.connectedMs === undefined ? undefined : this.connectedMs / 1000;
+  }
+
+  /** Attempts after the first. */
+  get retries(): number {
+    return Math.max(0, this.attempts - 1);
   }
 
   /** The close line (docs/reasons.md), built only when it is going to be logged. */
@@ -939,8 +1096,8 @@ export class Connection implements EndpointSink, NativeOwner {
     if (choice?.routedBy !== undefined && choice.serverIndex === this.serverIndex) out['affinity'] = choice.routedBy.kind;
     out['reason'] = reason;
     if (detail !== undefined) out['detail'] = detail;
-    out['bytesIn'] = this.client.bytesRead + (this.nativeCounts?.clientRead ?? 0);
-    out['bytesOut'] = this.client.bytesWritten + (this.nativeCounts?.clientWritten ?? 0);
+    out['bytesIn'] = this.bytesIn;
+    out['bytesOut'] = this.bytesOut;
     out['durationMs'] = Math.round((performance.now() - this.started) * 1000) / 1000;
     return out;
   }

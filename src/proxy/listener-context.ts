@@ -7,6 +7,7 @@ import type { PoolAffinity } from '../affinity/affinity-pool.js';
 import type { Connection } from './connection.js';
 import type { IoEngine } from '../io/io-engine.js';
 import type { CloseReason } from './reasons.js';
+import type { Refusal } from './limits.js';
 import type { MigrationRecorder } from '../migration/record.js';
 
 export interface PoolRuntime {
@@ -39,4 +40,9 @@ export interface ListenerContext {
   onFault(conn: Connection, err: unknown): void;
   onServerFailure(pool: PoolRuntime, index: number, why: string): void;
   onServerSuccess(pool: PoolRuntime, index: number): void;
+  /**
+   * Per-source limits for a source known only after a trusted PROXY header (absent when none apply):
+   * the refusal, undefined when admitted (then counted until the connection closes).
+   */
+  readonly admitSource?: (conn: Connection, ip: string) => Refusal | undefined;
 }

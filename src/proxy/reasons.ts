@@ -6,6 +6,7 @@ export const CLOSE_REASONS = [
   'client-reset', // the client reset or errored
   'server-reset', // the server reset or errored mid-stream
   'idle-timeout', // no bytes either way for timeouts.idle
+  'fin-timeout', // one side sent FIN and the half-closed pair outlived timeouts.client_fin / server_fin (detail: which)
   'peek-timeout', // no verdict within timeouts.peek
   'peek-too-large', // max_client_hello bytes buffered without a verdict
   'peek-eof', // the client closed before a verdict
@@ -17,6 +18,8 @@ export const CLOSE_REASONS = [
   'shutdown', // closed by a shutdown (SIGTERM/SIGINT) after shutdown_timeout
   'redirected', // migration phase redirect: twinport answered a plaintext HTTP/1 request with a redirect to https
   'migration-reject', // migration phase redirect/reject: twinport answered plaintext with an error, or closed it
+  'admin', // closed by an operator: DELETE /connections/{id}, or its server put in maint (detail says which)
+  'server-down', // its server was marked down by health, in a pool with on_down: close (detail: why)
   'internal-error', // our own code threw while handling this connection (a bug): this connection only
 ] as const;
 

@@ -17,6 +17,8 @@ import { acceptEndpoints, chooseIoEngine, type IoEngine } from '../io/io-engine.
 import type { ListenerContext, PoolRuntime } from './listener-context.js';
 import { connectionCeiling, openDescriptors, softNofileLimit, type ConnectionCeiling } from './fd-limit.js';
 import { CLOSE_REASONS, type CloseReason } from './reasons.js';
+import { ScopeLimits, type Refusal } from './limits.js';
+import { ADMIN_STATES, type AdminState } from '../routing/pool-state.js';
 import { openRecordStore, RecordWriter } from '../migration/record-writer.js';
 import { buildReport, reportReadSince, type MigrationReport } from '../migration/report.js';
 import { phaseFor } from '../migration/phase.js';
@@ -67,6 +69,46 @@ interface ListenerHandle {
   readonly server: Server;
   ctx: ListenerContext;
   active: number;
+  accepted: number;
+  /** The listener's `limits`, kept across reloads while they do not change. */
+  limits: ScopeLimits | undefined;
+}
+
+/** Told of every connection's outcome, once, after its close line (the admin layer's metrics). */
+export type CloseObserver = (conn: Connection, reason: CloseReason) => void;
+
+/** A listener as the admin API shows it. */
+export interface ListenerInfo {
+  readonly name: string;
+  readonly bind: string;
+  readonly address: string;
+  readonly accepted: number;
+  readonly active: number;
+}
+
+/** What an operator set on a server (admin API); kept across reloads for servers that stay. */
+interface ServerOverride {
+  state: AdminState;
+  /** A runtime weight, and the config's weight when it was set: a reload that changes the config's wins. */
+  weight?: { value: number; configWeight: number };
+}
+
+/** The outcome of the last reload (admin API `/status`, metric `twinport_reloads_total`). */
+export interface ReloadRecord {
+  readonly at: string;
+  readonly ok: boolean;
+  readonly errors?: readonly string[];
+}
+
+/** An admin request named a pool or server that the running config does not have. */
+export class UnknownTargetError extends TwinportError {}
+
+function overrideKey(pool: string, server: string): string {
+  return `${pool}\0${server}`;
+}
+
+function sameLimits(a: unknown, b: unknown): boolean {
+  return JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
 }
 
 export interface RuntimeStats {
@@ -102,6 +144,16 @@ export class ProxyRuntime {
   readonly engine: IoEngine;
   /** Why `engine` runs (the start line). */
   private readonly engineWhy: string;
+  private readonly closeObservers: CloseObserver[] = [];
+  private readonly overrides = new Map<string, ServerOverride>();
+  private maintTimers = new Set<NodeJS.Timeout>();
+  /** The top-level `limits`, kept across reloads while they do not change. */
+  private globalLimits: ScopeLimits | undefined;
+  readonly startedAt = Date.now();
+  /** Reloads applied and refused, and the last one's outcome. */
+  readonly reloads = { ok: 0, failed: 0, last: undefined as ReloadRecord | undefined };
+  /** A digest of the config file's text (set by the CLI that read it). */
+  configHash: string | undefined;
   /** The record of clients (docs/migration.md), when some listener has a `migration` block. */
   private record: RecordWriter | undefined;
 
@@ -112,9 +164,108 @@ export class ProxyRuntime {
     this.engineWhy = choice.why;
     this.logger = logger;
     this.health = new HealthChecker(logger);
+    // HAProxy's on-marked-down shutdown-sessions: a pool that asks for it loses its down server's
+    // spliced connections at once (the clients reconnect to a server that is up).
+    this.health.onServerDown = (pool, server, why) => {
+      if (this.pools.get(pool)?.config.onDown !== 'close') return;
+      for (const c of [...this.connections]) if (c.spliced && c.poolName === pool && c.server === server) c.abort('server-down', why.slice(0, 200));
+    };
     this.affinity = new AffinitySet(logger);
     const closes = Object.fromEntries(CLOSE_REASONS.map((r) => [r, 0])) as Record<CloseReason, number>;
     this.stats = { accepted: 0, acceptErrors: 0, closes };
+    this.globalLimits = config.limits === undefined ? undefined : new ScopeLimits('global', config.limits, performance.now());
+  }
+
+  /** The running config snapshot. */
+  get currentConfig(): TwinportConfig {
+    return this.config;
+  }
+
+  /** The pools as new connections see them. */
+  get poolRuntimes(): ReadonlyMap<string, PoolRuntime> {
+    return this.pools;
+  }
+
+  addCloseObserver(o: CloseObserver): void {
+    this.closeObservers.push(o);
+  }
+
+  listeners(): ListenerInfo[] {
+    return [...this.handles.values()].map((h) => {
+      const a = h.server.address() as AddressInfo | null;
+      const address = a === null ? '' : a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+      return { name: h.ctx.listener.name, bind: h.ctx.listener.bind.text, address, accepted: h.accepted, active: h.active };
+    });
+  }
+
+  /** Live connections, oldest first. */
+  liveConnections(): IterableIterator<Connection> {
+    return this.connections.values();
+  }
+
+  /** Closes one live connection with reason `admin`; false when no live connection has that id. */
+  closeConnection(id: number, detail = 'closed by an operator'): boolean {
+    for (const c of this.connections) {
+      if (c.id !== id) continue;
+      c.adminClose(detail);
+      return true;
+    }
+    return false;
+  }
+
+  /** Records a reload that failed before reaching reload() (the file did not load or validate). */
+  noteReloadFailure(errors: readonly string[]): void {
+    this.reloads.failed++;
+    this.reloads.last = { at: new Date().toISOString(), ok: false, errors };
+  }
+
+  /**
+   * An operator's `set server state` (HAProxy's runtime API): `drain` and `maint` take the server out of
+   * new picks (affinity and hash included), `ready` returns it; `maint` also closes its open connections
+   * (reason `admin`) after `deadlineMs` (0: at once). A weight may be set with it. Kept across reloads
+   * for servers that stay, like health.
+   */
+  setServerState(
+    poolName: string,
+    server: string,
+    change: { state?: AdminState; weight?: number; deadlineMs?: number },
+  ): { pool: string; server: string; state: AdminState; weight: number } {
+    const pool = this.pools.get(poolName);
+    if (pool === undefined) throw new UnknownTargetError('TWP_ERR_ADMIN_UNKNOWN_POOL', `no pool "${poolName}" (pools: ${[...this.pools.keys()].join(', ')})`);
+    const index = pool.config.servers.findIndex((s) => s.address.text === server);
+    if (index < 0) {
+      throw new UnknownTargetError(
+        'TWP_ERR_ADMIN_UNKNOWN_SERVER',
+        `pool "${poolName}" has no server "${server}" (servers: ${pool.config.servers.map((s) => s.address.text).join(', ')})`,
+      );
+    }
+    const key = overrideKey(poolName, server);
+    const o = this.overrides.get(key) ?? { state: pool.state.adminState(index) };
+    if (change.state !== undefined) o.state = change.state;
+    if (change.weight !== undefined) {
+      pool.state.setWeight(index, change.weight);
+      o.weight = { value: change.weight, configWeight: pool.config.servers[index]!.weight };
+    }
+    pool.state.setAdminState(index, o.state);
+    if (o.state === 'ready' && o.weight === undefined) this.overrides.delete(key);
+    else this.overrides.set(key, o);
+    this.logger.info({ pool: poolName, server, state: o.state, weight: pool.state.baseWeight(index) }, 'server state set');
+    if (change.state === 'maint') {
+      const closeOpen = (): void => {
+        if (this.overrides.get(key)?.state !== 'maint') return;
+        for (const c of [...this.connections]) if (c.poolName === poolName && c.server === server) c.adminClose('server in maint');
+      };
+      if ((change.deadlineMs ?? 0) <= 0) closeOpen();
+      else {
+        const t = setTimeout(() => {
+          this.maintTimers.delete(t);
+          closeOpen();
+        }, change.deadlineMs);
+        t.unref();
+        this.maintTimers.add(t);
+      }
+    }
+    return { pool: poolName, server, state: o.state, weight: pool.state.baseWeight(index) };
   }
 
   get activeConnections(): number {
@@ -169,7 +320,13 @@ export class ProxyRuntime {
       }
     }
     this.record?.reconfigure(config.migrationRecord);
-    const pools = this.buildPools(config);
+    let pools: Map<string, PoolRuntime>;
+    try {
+      pools = this.buildPools(config);
+    } catch (e) {
+      this.noteReloadFailure([String((e as Error)?.message ?? e)]);
+      throw e;
+    }
     // Before any connection sees the new PoolStates: servers that stay keep their health.
     this.health.apply(pools);
     this.affinity.apply(pools);
@@ -178,6 +335,10 @@ export class ProxyRuntime {
       const h = this.handles.get(l.bind.text);
       if (h === undefined) continue;
       h.ctx = this.contextFor(l, pools);
+      if (!sameLimits(h.limits?.cfg, l.limits)) h.limits = l.limits === undefined ? undefined : new ScopeLimits('listener', l.limits, performance.now());
+    }
+    if (!sameLimits(this.globalLimits?.cfg, config.limits)) {
+      this.globalLimits = config.limits === undefined ? undefined : new ScopeLimits('global', config.limits, performance.now());
     }
     for (const [bind, h] of this.handles) {
       if (!keep.has(bind)) {
@@ -188,7 +349,14 @@ export class ProxyRuntime {
     this.config = config;
     this.pools = pools;
     this.ceiling = connectionCeiling(config.maxConnections, this.fdBase.soft, this.fdBase.openAtStart);
-    for (const l of config.listeners) if (!this.handles.has(l.bind.text)) await this.bind(l);
+    try {
+      for (const l of config.listeners) if (!this.handles.has(l.bind.text)) await this.bind(l);
+    } catch (e) {
+      this.noteReloadFailure([String((e as Error)?.message ?? e)]);
+      throw e;
+    }
+    this.reloads.ok++;
+    this.reloads.last = { at: new Date().toISOString(), ok: true };
   }
 
   /**
@@ -198,6 +366,8 @@ export class ProxyRuntime {
   async shutdown(): Promise<void> {
     this.stopping = true;
     clearInterval(this.descriptorProbe);
+    for (const t of this.maintTimers) clearTimeout(t);
+    this.maintTimers.clear();
     this.health.stop();
     for (const h of this.handles.values()) h.server.close();
     for (const c of this.connections) if (c.peeking) c.abort('shutdown');
@@ -260,11 +430,42 @@ export class ProxyRuntime {
     return this.affinity.stats();
   }
 
+  /** A pool's learned TLS affinity entries (keys shown as prefixes only), or undefined without affinity. */
+  affinityEntries(pool: string, limit: number): ReturnType<AffinitySet['entries']> {
+    return this.affinity.entries(pool, limit);
+  }
+
   private onDrained: (() => void) | undefined;
 
   private buildPools(config: TwinportConfig): Map<string, PoolRuntime> {
     const pools = new Map<string, PoolRuntime>();
-    for (const p of Object.values(config.pools)) pools.set(p.name, { config: p, state: new PoolState(p) });
+    for (const p of Object.values(config.pools)) {
+      const state = new PoolState(p);
+      const old = this.pools.get(p.name);
+      if (old !== undefined) {
+        p.servers.forEach((s, i) => {
+          const j = old.config.servers.findIndex((o) => o.address.text === s.address.text);
+          if (j >= 0) state.carryTotal(i, old.state.totalConnections(j));
+        });
+      }
+      pools.set(p.name, { config: p, state });
+    }
+    // An operator's states and weights carry over to the servers that stay; a weight set at run time
+    // yields to the config when the reload changed that server's weight.
+    for (const [key, o] of this.overrides) {
+      const [poolName, server] = key.split('\0') as [string, string];
+      const pool = pools.get(poolName);
+      const index = pool?.config.servers.findIndex((s) => s.address.text === server) ?? -1;
+      if (pool === undefined || index < 0) {
+        this.overrides.delete(key);
+        continue;
+      }
+      if (o.weight !== undefined) {
+        if (o.weight.configWeight === pool.config.servers[index]!.weight) pool.state.setWeight(index, o.weight.value);
+        else delete o.weight;
+      }
+      pool.state.setAdminState(index, o.state);
+    }
     return pools;
   }
 
@@ -288,12 +489,19 @@ export class ProxyRuntime {
         this.health.onConnectFailure(pool, index, why);
       },
       onServerSuccess: (pool, index) => this.health.onConnectSuccess(pool, index),
+      ...(listener.proxyProtocol !== undefined && { admitSource: (conn: Connection, ip: string) => this.admitSource(conn, ip, listener) }),
     };
   }
 
   private async bind(l: ListenerConfig): Promise<void> {
     const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false, noDelay: true });
-    const handle: ListenerHandle = { server, ctx: this.contextFor(l, this.pools), active: 0 };
+    const handle: ListenerHandle = {
+      server,
+      ctx: this.contextFor(l, this.pools),
+      active: 0,
+      accepted: 0,
+      limits: l.limits === undefined ? undefined : new ScopeLimits('listener', l.limits, performance.now()),
+    };
     acceptEndpoints(
       this.engine,
       server,
@@ -317,6 +525,7 @@ export class ProxyRuntime {
 
   private onAccept(handle: ListenerHandle, client: Endpoint): void {
     this.stats.accepted++;
+    handle.accepted++;
     const ctx = handle.ctx;
     let conn: Connection;
     try {
@@ -333,18 +542,65 @@ export class ProxyRuntime {
     conn.owner = handle;
     const max = ctx.listener.maxConnections;
     const ceiling = this.ceiling;
+    let refused: Refusal | undefined;
     if (this.stopping) {
       conn.abort('shutdown');
     } else if (max !== undefined && handle.active > max) {
+      conn.limitName = 'listener.max_connections';
       conn.abort('limit', `max_connections ${max}`);
     } else if (ceiling !== undefined && this.connections.size > ceiling.limit) {
       // libuv accepts before JavaScript hears of a connection, so it cannot be left in the kernel's
       // backlog: it is closed at once, with its close line and counter, before descriptors run out.
       this.noteCeiling(ceiling);
+      conn.limitName = 'global.max_connections';
       conn.abort('limit', ceiling.why);
+    } else if ((refused = this.admitNew(handle, conn, client)) !== undefined) {
+      conn.limitName = refused.limit;
+      conn.abort('limit', refused.detail);
     } else {
       conn.start();
     }
+  }
+
+  /**
+   * The rate limits of the process and the listener, then (unless a trusted PROXY header will name the
+   * source, see admitSource) the per-source limits of both.
+   */
+  private admitNew(handle: ListenerHandle, conn: Connection, client: Endpoint): Refusal | undefined {
+    const g = this.globalLimits;
+    const l = handle.limits;
+    if (g === undefined && l === undefined) return undefined;
+    const now = performance.now();
+    const refused = g?.admitNew(now) ?? l?.admitNew(now);
+    if (refused !== undefined) return refused;
+    if (handle.ctx.listener.proxyProtocol !== undefined) return undefined;
+    if (g?.hasSourceLimits !== true && l?.hasSourceLimits !== true) return undefined;
+    return this.admitSourceAt(conn, client.remote()?.address ?? '', g, l, now);
+  }
+
+  private admitSource(conn: Connection, ip: string, listener: ListenerConfig): Refusal | undefined {
+    const handle = this.handles.get(listener.bind.text);
+    const g = this.globalLimits;
+    const l = handle?.limits;
+    if (g?.hasSourceLimits !== true && l?.hasSourceLimits !== true) return undefined;
+    return this.admitSourceAt(conn, ip, g, l, performance.now());
+  }
+
+  private admitSourceAt(conn: Connection, rawIp: string, g: ScopeLimits | undefined, l: ScopeLimits | undefined, now: number): Refusal | undefined {
+    // A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d: one source either way.
+    const ip = rawIp.startsWith('::ffff:') && rawIp.includes('.') ? rawIp.slice(7) : rawIp;
+    const holds: { scope: ScopeLimits; ip: string }[] = [];
+    for (const scope of [g, l]) {
+      if (scope === undefined || !scope.hasSourceLimits) continue;
+      const refused = scope.admitSource(ip, now);
+      if (refused !== undefined) {
+        for (const h of holds) h.scope.release(h.ip);
+        return refused;
+      }
+      holds.push({ scope, ip });
+    }
+    conn.limitHolds = holds;
+    return undefined;
   }
 
   private noteCeiling(ceiling: ConnectionCeiling): void {
@@ -392,11 +648,19 @@ export class ProxyRuntime {
     const owner = conn.owner as ListenerHandle | undefined;
     if (owner !== undefined) owner.active--;
     this.stats.closes[reason]++;
+    if (conn.limitHolds !== undefined) for (const h of conn.limitHolds) h.scope.release(h.ip);
     if (this.stopping && this.connections.size === 0) this.onDrained?.();
     // Below `info` the line is not written: do not build it either (a dozen fields per connection).
     if (this.logger.isLevelEnabled('info')) {
       try {
         this.logger.info(conn.closeLogFields(), 'close');
+      } catch (e) {
+        this.logFault({ conn: conn.id }, e);
+      }
+    }
+    for (const o of this.closeObservers) {
+      try {
+        o(conn, reason);
       } catch (e) {
         this.logFault({ conn: conn.id }, e);
       }

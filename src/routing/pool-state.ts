@@ -15,6 +15,14 @@ import { createBalancer } from './balancer.js';
 
 const NONE: ReadonlySet<number> = new Set();
 
+/**
+ * An operator's say over a server (the admin API, HAProxy's `set server state`): `ready` takes new
+ * connections, `drain` takes none (affinity and hash included) and lets open ones finish, `maint` takes
+ * none and the admin layer closes the open ones after a deadline.
+ */
+export const ADMIN_STATES = ['ready', 'drain', 'maint'] as const;
+export type AdminState = (typeof ADMIN_STATES)[number];
+
 export interface PoolStateOptions {
   /** Maglev table size for `balance: hash` (a prime; default 65537). */
   readonly maglevTableSize?: number;
@@ -26,6 +34,9 @@ export class PoolState implements ServerView {
   private readonly up: boolean[];
   private readonly weights: number[];
   private readonly active: number[];
+  private readonly admin: AdminState[];
+  /** Connections ever spliced to each server (the admin API's totals). */
+  private readonly total: number[];
   // One balancer per tier: round-robin positions and Maglev tables of primaries and backups are separate.
   private readonly primaryBalancer: Balancer;
   private readonly backupBalancer: Balancer;
@@ -37,6 +48,8 @@ export class PoolState implements ServerView {
     this.up = pool.servers.map(() => true);
     this.weights = pool.servers.map((s) => s.weight);
     this.active = pool.servers.map(() => 0);
+    this.admin = pool.servers.map(() => 'ready');
+    this.total = pool.servers.map(() => 0);
     const balancerOpts = {
       ...(pool.hashKey === undefined ? {} : { hashKey: pool.hashKey }),
       ...(opts.maglevTableSize === undefined ? {} : { maglevTableSize: opts.maglevTableSize }),
@@ -64,6 +77,30 @@ export class PoolState implements ServerView {
   onConnect(i: number): void {
     this.check(i);
     this.active[i]! += 1;
+    this.total[i]! += 1;
+  }
+
+  /** A reload's new state takes over the count of a server that stays. */
+  carryTotal(i: number, n: number): void {
+    this.check(i);
+    this.total[i]! += n;
+  }
+
+  totalConnections(i: number): number {
+    this.check(i);
+    return this.total[i]!;
+  }
+
+  setAdminState(i: number, state: AdminState): void {
+    this.check(i);
+    if (this.admin[i] === state) return;
+    this.admin[i] = state;
+    this.eligibleCache = undefined;
+  }
+
+  adminState(i: number): AdminState {
+    this.check(i);
+    return this.admin[i]!;
   }
 
   /** Call when that attempt fails or the spliced connection closes: exactly once per onConnect. */
@@ -100,7 +137,17 @@ export class PoolState implements ServerView {
     this.eligibleCache = undefined;
   }
 
+  /**
+   * The weight picks use: 0 while the server is drained or in maintenance, so every policy, the hash
+   * tables and learned affinity (which treats weight 0 as drained) skip it alike.
+   */
   weight(i: number): number {
+    this.check(i);
+    return this.admin[i] === 'ready' ? this.weights[i]! : 0;
+  }
+
+  /** The weight set by the config or at run time, whatever the admin state. */
+  baseWeight(i: number): number {
     this.check(i);
     return this.weights[i]!;
   }
@@ -111,7 +158,7 @@ export class PoolState implements ServerView {
       const primaries: number[] = [];
       const backups: number[] = [];
       this.servers.forEach((s, i) => {
-        if (this.up[i] && this.weights[i]! > 0) (s.backup ? backups : primaries).push(i);
+        if (this.up[i] && this.weights[i]! > 0 && this.admin[i] === 'ready') (s.backup ? backups : primaries).push(i);
       });
       this.eligibleCache = { primaries, backups };
     }

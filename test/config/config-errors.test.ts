@@ -22,7 +22,7 @@ test('an unknown top-level key points at the key and suggests the close one', (t
 
 test('an unknown listener key lists the allowed keys when none is close', (t) => {
   expectLines(t, 'unknown-key-listener.yaml', [
-    '4:5 listeners[0].colour: unknown key "colour" (allowed: name, bind, timeouts, proxy_protocol, max_client_hello, max_connections, routes, migration, on_peek_timeout)',
+    '4:5 listeners[0].colour: unknown key "colour" (allowed: name, bind, timeouts, proxy_protocol, max_client_hello, max_connections, limits, routes, migration, on_peek_timeout)',
   ]);
 });
 

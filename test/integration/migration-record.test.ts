@@ -328,3 +328,30 @@ testWithTools(TOOLS, 'a full disk under the store: twinport keeps splicing, logs
   const r = await report(['--store', join(mnt, 'm.db'), '--since', '1h']);
   t.is(named(r.json, 'after.internal').plaintext.connections, 1, 'recorded again once there was room');
 });
+
+testWithTools(TOOLS, "twinport report --admin reads a running instance's record through GET /migration: the same report and exit status", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'twp-record-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const b = await startBackends(t);
+  const port = await freePort();
+  const adminPort = await freePort();
+  const file = join(dir, 'tp.yaml');
+  writeFileSync(file, `${configText(b, port, './m.db')}admin: { bind: "127.0.0.1:${adminPort}" }\n`);
+  const p = await startTwinport(t, file);
+  for (let i = 0; i < 2; i++) await curl(t, port, 'k.internal');
+  await tlsHello(t, port, 'secure.internal');
+  await waitCloses(p, 3);
+  // No wait for a flush: the admin answer writes what the process holds first.
+  const viaAdmin = await report(['--admin', `http://127.0.0.1:${adminPort}`, '--since', '1h', '--quiet-for', '1h']);
+  t.is(viaAdmin.code, 3);
+  t.like(named(viaAdmin.json, 'k.internal').plaintext, { connections: 2, clients: 1 });
+  t.is(named(viaAdmin.json, 'secure.internal').verdict, 'safe');
+  const safe = await report(['--admin', `http://127.0.0.1:${adminPort}`, '--name', 'secure.internal']);
+  t.is(safe.code, 0);
+  const viaFile = await report(['-c', file, '--since', '1h', '--quiet-for', '1h']);
+  t.deepEqual(
+    viaFile.json.names.map((n) => [n.name, n.verdict, n.plaintext.connections, n.tls.connections]),
+    viaAdmin.json.names.map((n) => [n.name, n.verdict, n.plaintext.connections, n.tls.connections]),
+    'one function serves the CLI and the API',
+  );
+});
