@@ -87,7 +87,8 @@ async function sanitizerPass(files) {
       failed++;
       return false;
     }
-    return await runAva(files, {
+    // ASan slows the proxy and its tests several-fold: a longer per-test timeout than package.json's.
+    return await runAva(['--timeout=300s', ...files], {
       TWINPORT_TEST_IO_ENGINE: 'native',
       TWINPORT_NATIVE_ADDON: addon,
       LD_PRELOAD: runtimes.join(' '),
