@@ -2,11 +2,18 @@
 // Type-checks and compiles, runs ava in TAP mode, passes its output through, and ends with the plain
 // `N passed, N failed` line that CI reads. Extra args go to ava (e.g. a file glob).
 //
-// Without extra args there is a second pass: the in-process proxy tests again on the `streams` io
-// engine (TWINPORT_TEST_IO_ENGINE, test/helpers/proxy-harness.ts), the fallback for a Node without the
-// libuv handles the default engine drives (docs/io-engine.md). Its test names carry a "[streams]" tag.
+// Without extra args the in-process proxy tests run again on the engines auto did not pick
+// (TWINPORT_TEST_IO_ENGINE, test/helpers/proxy-harness.ts; docs/io-engine.md): `auto` runs `native` where
+// the addon built, so the second pass is `libuv` and the third `streams`, the fallback for a Node without
+// the libuv handles. Their test names carry a "[libuv]" / "[streams]" tag.
+//
+// TWINPORT_TEST_SANITIZE=1 (.ci/run) adds a pass on the native engine built with
+// -fsanitize=address,undefined (a copy of src/native built in a temporary directory, loaded with the
+// sanitizer runtimes preloaded): the proxy suites and the native engine's own tests, tagged "[native-asan]".
 import { spawn, spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 
 const tsc = spawnSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.json'], { stdio: 'inherit' });
@@ -66,7 +73,46 @@ if (extra.length === 0) {
     .filter((f) => f.endsWith('.test.js'))
     .map((f) => `${dir}/${f}`)
     .filter((f) => readFileSync(f, 'utf8').includes('startProxy('));
+  const { NATIVE } = await import('../dist/src/io/native.js');
+  if (NATIVE.engine !== undefined) ok = (await runAva(proxyTests, { TWINPORT_TEST_IO_ENGINE: 'libuv' }, 'libuv')) && ok;
+  else console.log(`# auto runs libuv here (${NATIVE.why}): no separate libuv pass`);
   ok = (await runAva(proxyTests, { TWINPORT_TEST_IO_ENGINE: 'streams' }, 'streams')) && ok;
+  // Under CI always (the native code's quality bar), elsewhere on request: it rebuilds the addon and runs
+  // the proxy suites several times slower.
+  const sanitize = process.env.TWINPORT_TEST_SANITIZE === '1' || (process.env.CI === 'true' && process.env.TWINPORT_TEST_SANITIZE !== '0');
+  if (sanitize) ok = (await sanitizerPass([...proxyTests, 'dist/test/native/splice-native.test.js'])) && ok;
+}
+
+/** The native engine built with ASan + UBSan, under every in-process proxy suite. */
+async function sanitizerPass(files) {
+  const build = mkdtempSync(join(tmpdir(), 'twinport-asan-'));
+  try {
+    cpSync('src/native', build, { recursive: true, filter: (src) => !src.includes('/build') });
+    const made = spawnSync(process.execPath, ['scripts/build-native.mjs'], {
+      env: { ...process.env, TWINPORT_NATIVE_DIR: build, TWINPORT_NATIVE_SANITIZE: '1' },
+      stdio: 'inherit',
+    });
+    const addon = join(build, 'build', 'Release', 'twinport_native.node');
+    const runtimes = ['libasan.so', 'libubsan.so'].map((lib) => spawnSync('gcc', ['-print-file-name=' + lib], { encoding: 'utf8' }).stdout.trim());
+    if (made.status !== 0 || !existsSync(addon) || !runtimes.every((r) => r.startsWith('/') && existsSync(r))) {
+      console.log('not ok - [native-asan] the sanitizer build of the native engine failed (apt-get install -y g++ make python3)');
+      failed++;
+      return false;
+    }
+    // ASan slows the proxy and its tests several-fold: a longer per-test timeout than package.json's.
+    return await runAva(['--timeout=300s', ...files], {
+      TWINPORT_TEST_IO_ENGINE: 'native',
+      TWINPORT_NATIVE_ADDON: addon,
+      LD_PRELOAD: runtimes.join(' '),
+      // test/helpers/proxy-harness.ts drops the preload once the addon is loaded, for the programs tests start.
+      TWINPORT_SANITIZER_PRELOAD: '1',
+      // Node itself is not instrumented: its own allocations would be reported as leaks at exit.
+      ASAN_OPTIONS: 'detect_leaks=0:abort_on_error=1',
+      UBSAN_OPTIONS: 'halt_on_error=1:print_stacktrace=1',
+    }, 'native-asan');
+  } finally {
+    rmSync(build, { recursive: true, force: true });
+  }
 }
 if (skipped > 0 || todo > 0) console.log(`${skipped} skipped, ${todo} todo`);
 console.log(`${passed} passed, ${failed} failed`);

@@ -15,7 +15,7 @@ export const MATCH_PROTOCOLS = ['tls', 'http', 'h2c', 'other', 'silent'] as cons
 export const BALANCE_KINDS = ['round-robin', 'least-conn', 'random', 'first', 'hash'] as const;
 export const HASH_KEYS = ['source-ip', 'sni', 'host', 'sni+source-ip'] as const;
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-export const IO_ENGINES = ['auto', 'libuv', 'streams'] as const;
+export const IO_ENGINES = ['auto', 'native', 'libuv', 'streams'] as const;
 export const MIGRATION_PHASES = ['observe', 'redirect', 'reject'] as const;
 export const REDIRECT_STATUSES = [301, 302, 307, 308] as const;
 
@@ -287,7 +287,7 @@ export const ConfigSchema = Type.Object(
     limits: Type.Optional(Limits),
     admin: Type.Optional(Admin),
     io_engine: Type.Optional(
-      StringEnum(IO_ENGINES, { description: 'libuv (Node stream handles driven directly), streams (net.Socket) or auto (libuv where available). Default auto.' }),
+      StringEnum(IO_ENGINES, { description: 'native (the C splice addon once a pair is connected), libuv (Node stream handles driven directly), streams (net.Socket) or auto (native where it built, else libuv where available, else streams). Default auto.' }),
     ),
     migration_store: Type.Optional(
       Type.String({

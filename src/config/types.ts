@@ -197,7 +197,7 @@ export interface TwinportConfig {
   /** Connections at once per process, all listeners together; absent = what RLIMIT_NOFILE allows. */
   readonly maxConnections?: number;
   /** How sockets are driven (docs/io-engine.md); default auto. */
-  readonly ioEngine: 'auto' | 'libuv' | 'streams';
+  readonly ioEngine: 'auto' | 'native' | 'libuv' | 'streams';
   readonly log: { readonly level: string; readonly rawBytes: boolean; readonly ja4: boolean };
   readonly limits?: LimitsConfig;
   /** Absent: no admin listener. */

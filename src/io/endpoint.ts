@@ -61,6 +61,13 @@ export interface Endpoint {
   destroy(): void;
   /** Close with a RST (TCP); a plain close where the transport has none. */
   reset(): void;
+  /**
+   * The descriptor, for the `native` engine to take over (docs/native.md): only while nothing of ours is
+   * in flight on it (no write waiting, no FIN queued, no bytes read and kept); otherwise undefined.
+   */
+  descriptor(): number | undefined;
+  /** Closes our descriptor without any further event, after the native engine took a duplicate. */
+  release(): void;
 }
 
 /** What both engines read into (reads are never concurrent: each is handled before the next one). */
@@ -155,5 +162,17 @@ export class SocketEndpoint implements Endpoint {
 
   reset(): void {
     if (!this.socket.destroyed) this.socket.resetAndDestroy();
+  }
+
+  descriptor(): number | undefined {
+    const s = this.socket;
+    if (s.destroyed || s.connecting || s.writableLength > 0 || s.writableEnded || s.readableLength > 0) return undefined;
+    const fd = (s as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd;
+    return typeof fd === 'number' && fd >= 0 ? fd : undefined;
+  }
+
+  release(): void {
+    this.sink = NO_SINK;
+    this.socket.destroy();
   }
 }

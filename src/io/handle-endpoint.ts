@@ -239,6 +239,21 @@ export class HandleEndpoint implements Endpoint {
     if (this.handle.reset === undefined || this.handle.reset(onHandleClosed) !== 0) this.handle.close(onHandleClosed);
   }
 
+  descriptor(): number | undefined {
+    if (this.closed || this.ending || this.waiting > 0) return undefined;
+    const fd = this.handle.fd;
+    return typeof fd === 'number' && fd >= 0 ? fd : undefined;
+  }
+
+  release(): void {
+    if (this.closed) return;
+    this.sink = NO_SINK;
+    this.closed = true;
+    this.reading = false;
+    // No callback: Node then makes no call back into JavaScript for this close (one per handle saved).
+    this.handle.close();
+  }
+
   /** @internal */
   closeDone(): void {
     this.sink.onClose(this.side);

@@ -1,20 +1,48 @@
-// Which Endpoint implementation carries the bytes (config `io_engine`, docs/io-engine.md): `libuv`, Node's
-// stream handles driven directly (the default wherever this Node offers them), or `streams`, net.Socket.
+// Which Endpoint implementation carries the bytes (config `io_engine`, docs/io-engine.md): `native`, the
+// C splice addon once a pair is connected (the default wherever it built and passed its self-check),
+// `libuv`, Node's stream handles driven directly (the default otherwise, wherever this Node offers them),
+// or `streams`, net.Socket. `native` accepts and connects as `libuv` does.
 import net, { isIP, type Server } from 'node:net';
 import type { ServerAddress } from '../config/types.js';
 import { TwinportError } from '../errors.js';
 import { SHARED_READ_BUFFER, SocketEndpoint, type Endpoint } from './endpoint.js';
 import { connectHandle, errnoError, HandleEndpoint } from './handle-endpoint.js';
 import { LIBUV, type StreamHandle } from './libuv.js';
+import { NATIVE, type NativeStatus } from './native.js';
 
-export type IoEngineSetting = 'auto' | 'libuv' | 'streams';
-export type IoEngine = 'libuv' | 'streams';
+export type IoEngineSetting = 'auto' | 'native' | 'libuv' | 'streams';
+export type IoEngine = 'native' | 'libuv' | 'streams';
 
-export function resolveIoEngine(setting: IoEngineSetting, libuvAvailable = LIBUV !== undefined): IoEngine {
-  if (setting === 'streams') return 'streams';
-  if (libuvAvailable) return 'libuv';
-  if (setting === 'auto') return 'streams';
-  throw new TwinportError('TWP_ERR_IO_ENGINE', `io_engine: libuv is not available in Node ${process.version} (use auto or streams)`);
+export interface IoEngineChoice {
+  readonly engine: IoEngine;
+  /** For the start line: why this engine runs. */
+  readonly why: string;
+}
+
+/** The engine a setting gives here, and why; an explicit engine that is not available is a start error. */
+export function chooseIoEngine(setting: IoEngineSetting, libuvAvailable = LIBUV !== undefined, native: NativeStatus = NATIVE): IoEngineChoice {
+  switch (setting) {
+    case 'streams':
+      return { engine: 'streams', why: 'configured' };
+    case 'native':
+      if (native.engine !== undefined) return { engine: 'native', why: `configured; ${native.why}` };
+      throw new TwinportError('TWP_ERR_IO_ENGINE', `io_engine: native is not available: ${native.why} (use auto, libuv or streams)`);
+    case 'libuv':
+      if (libuvAvailable) return { engine: 'libuv', why: 'configured' };
+      throw new TwinportError('TWP_ERR_IO_ENGINE', `io_engine: libuv is not available in Node ${process.version} (use auto or streams)`);
+    case 'auto':
+      if (native.engine !== undefined) return { engine: 'native', why: `auto: native ${native.why}` };
+      if (libuvAvailable) return { engine: 'libuv', why: `auto: native unavailable, ${native.why}` };
+      return { engine: 'streams', why: `auto: native unavailable (${native.why}), and this Node lacks the libuv handles` };
+    default: {
+      const never: never = setting;
+      throw new Error(`unknown io_engine ${String(never)}`);
+    }
+  }
+}
+
+export function resolveIoEngine(setting: IoEngineSetting, libuvAvailable = LIBUV !== undefined, native: NativeStatus = NATIVE): IoEngine {
+  return chooseIoEngine(setting, libuvAvailable, native).engine;
 }
 
 /** isIP per server address, remembered: for an IPv4 address it also runs Node's long IPv6 regex. */
@@ -31,7 +59,7 @@ function familyOf(addr: ServerAddress): number {
  */
 export function connectEndpoint(engine: IoEngine, addr: ServerAddress, done: (err: NodeJS.ErrnoException | undefined) => void): Endpoint {
   const uv = LIBUV;
-  if (engine === 'libuv' && uv !== undefined) {
+  if (engine !== 'streams' && uv !== undefined) {
     if (addr.path !== undefined) return connectHandle(uv, { path: addr.path }, done);
     const family = familyOf(addr);
     if (family !== 0) return connectHandle(uv, { host: addr.host!, port: addr.port!, ipv6: family === 6 }, done);

@@ -26,6 +26,8 @@ export interface StreamHandle {
   reset?(cb?: (this: StreamHandle) => void): number;
   connect(req: ConnectReq, address: string, port?: number): number;
   connect6?(req: ConnectReq, address: string, port: number): number;
+  /** The descriptor (an accessor of Node's stream handles on Unix; -1 once closed). */
+  readonly fd?: number;
   /** Set by twinport: the endpoint the handle belongs to. */
   owner?: unknown;
 }

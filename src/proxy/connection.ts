@@ -20,6 +20,7 @@ import { watchServerFlight } from '../affinity/affinity-watcher.js';
 import { CHUNKS, CLIENT, SERVER, type Endpoint, type EndpointSink, type Side } from '../io/endpoint.js';
 import { factsFromMatch, type PeekFacts } from './facts.js';
 import { connectEndpoint } from '../io/io-engine.js';
+import { NATIVE, type NativeCounts, type NativeOwner, type NativeReason } from '../io/native.js';
 import { PeekBuffer } from './peek-buffer.js';
 import { buildServerProxyHeader } from './proxy-header-out.js';
 import type { CloseReason } from './reasons.js';
@@ -100,7 +101,7 @@ function boundedAlpn(names: readonly string[]): string[] {
   return names.slice(0, LOG_ALPN_NAMES).map((n) => (n.length <= LOG_ALPN_CHARS ? n : `${n.slice(0, LOG_ALPN_CHARS)}…`));
 }
 
-export class Connection implements EndpointSink {
+export class Connection implements EndpointSink, NativeOwner {
   readonly id: number;
   /** The listener handle that accepted it (opaque here; runtime.ts keeps per-listener counts). */
   owner: unknown;
@@ -144,6 +145,12 @@ export class Connection implements EndpointSink {
   private exempt: 'source' | 'user-agent' | undefined;
   /** When the answer was written (the linger's bound). */
   private answeredAt = 0;
+  /** `native` engine: the addon's slot while it carries the pair (docs/native.md). */
+  private nativeSlot: number | undefined;
+  /** What the addon counted, once it is done; added to the endpoints' own counts in the close line. */
+  private nativeCounts: NativeCounts | undefined;
+  /** `affinity: tls` on `native`: the server's first flight is parsed, hand the pair over when clean. */
+  private handOverDue = false;
   /** Milliseconds from accept to the routing decision, and from there to the server's connect (metrics). */
   private peekDoneMs: number | undefined;
   private connectedMs: number | undefined;
@@ -618,22 +625,32 @@ export class Connection implements EndpointSink {
     }
 
     const serverConfig = pool.config.servers[this.serverIndex!]!;
+    let header: Buffer | undefined;
     if (serverConfig.sendProxy !== undefined) {
-      const header = buildServerProxyHeader(serverConfig.sendProxy, {
+      header = buildServerProxyHeader(serverConfig.sendProxy, {
         clientIp: this.clientIp,
         clientPort: this.clientPort ?? 0,
         ...this.localEnd(),
         facts: this.facts!,
       });
       this.proxyOutLength = header.length;
-      server.write(header);
     }
     const peeked = this.peek.view().subarray(this.proxyInLength);
-    if (peeked.length > 0) server.write(peeked);
+    // `native` carries the pair from here, with the header and the peeked bytes as its first bytes to the
+    // server; an `affinity: tls` pool's pair only once the server's first flight was seen (read below).
+    // timeouts.client_fin / server_fin are kept by the JavaScript splice only (docs/native.md): a
+    // listener that sets them splices in JavaScript.
+    const finBounded = this.listener.timeouts.clientFin !== undefined || this.listener.timeouts.serverFin !== undefined;
+    const native = this.ctx.engine === 'native' && affinity === undefined && !finBounded && this.handOver(server, header, peeked);
+    if (!native) {
+      if (header !== undefined) server.write(header);
+      if (peeked.length > 0) server.write(peeked);
+    }
     // From here on only the splice runs: what the peek kept is garbage for the rest of a possibly long
     // life (M1 holds 10 000 such connections).
     this.peek.release();
     this.tlsHello = undefined;
+    if (native) return;
 
     // Each direction: write what arrives, stop reading while the writer's buffer is full, resume on its
     // drain, pass FIN on (`end`) separately so the other half stays open (onRead, onDrain, onEnd).
@@ -647,6 +664,56 @@ export class Connection implements EndpointSink {
     this.lastActivity = this.activity();
     this.lastActiveAt = performance.now();
     this.armIdleTimer(Math.max(1, Math.ceil(this.listener.timeouts.idle / IDLE_CHECKS)));
+  }
+
+  /**
+   * Gives both descriptors to the native engine when neither has anything of ours in flight. False when
+   * it cannot take them (an endpoint busy, or the addon could not duplicate a descriptor: EMFILE): the
+   * pair stays on the JavaScript splice, which serves it the same.
+   */
+  private handOver(server: Endpoint, header: Buffer | undefined, peeked: Buffer): boolean {
+    const engine = NATIVE.engine;
+    if (engine === undefined) return false;
+    const clientFd = this.client.descriptor();
+    const serverFd = server.descriptor();
+    if (clientFd === undefined || serverFd === undefined) return false;
+    this.client.pause();
+    server.pause();
+    const initial = header === undefined ? peeked : peeked.length === 0 ? header : Buffer.concat([header, peeked]);
+    const slot = engine.start(this, clientFd, serverFd, initial.length > 0 ? initial : undefined, this.client.readEnded, server.readEnded, this.listener.timeouts.idle);
+    if (slot < 0) {
+      this.ctx.logger.debug({ conn: this.id, errno: slot }, 'native engine refused the pair: spliced in JavaScript');
+      return false;
+    }
+    this.nativeSlot = slot;
+    this.handOverDue = false;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.client.release();
+    server.release();
+    return true;
+  }
+
+  /** The native engine ended the pair by itself (NativeOwner). */
+  nativeDone(reason: NativeReason, detail: string | undefined, counts: NativeCounts): void {
+    try {
+      this.nativeSlot = undefined;
+      this.nativeCounts = counts;
+      this.finish(reason, detail);
+    } catch (e) {
+      this.fault(e);
+    }
+  }
+
+  /** `affinity: tls` pools on `native`: after the first flight, once both sides are clean. */
+  private tryHandOver(): void {
+    if (this.phase !== 'splice' || this.nativeSlot !== undefined) return;
+    // A FIN passed on already leaves a shutdown in flight: such a pair ends in JavaScript.
+    if (this.client.readEnded || this.upstream!.readEnded) {
+      this.handOverDue = false;
+      return;
+    }
+    this.handOver(this.upstream!, undefined, Buffer.alloc(0));
   }
 
   // ── endpoint events (EndpointSink) ──────────────────────────────────────────────────────────────
@@ -691,8 +758,14 @@ export class Connection implements EndpointSink {
       pooled = copiedPool;
     }
     if (side === SERVER) {
-      if (this.flightWatch !== undefined && this.flightWatch(chunk)) this.flightWatch = undefined;
-      return this.client.write(chunk, pooled);
+      if (this.flightWatch !== undefined && this.flightWatch(chunk)) {
+        this.flightWatch = undefined;
+        const t = this.listener.timeouts;
+        this.handOverDue = this.ctx.engine === 'native' && t.clientFin === undefined && t.serverFin === undefined;
+      }
+      const more = this.client.write(chunk, pooled);
+      if (this.handOverDue) this.tryHandOver();
+      return more && this.nativeSlot === undefined;
     }
     return this.upstream!.write(chunk, pooled);
   }
@@ -729,6 +802,7 @@ export class Connection implements EndpointSink {
     try {
       if (side === CLIENT) this.upstream!.resume();
       else this.client.resume();
+      if (this.handOverDue) this.tryHandOver();
     } catch (e) {
       this.fault(e);
     }
@@ -890,6 +964,10 @@ export class Connection implements EndpointSink {
       // After destroy getpeername has nothing to ask: a connection closed at accept (a limit) would log
       // `"client":""`.
       if (this.clientAddress === undefined && this.ctx.logger.isLevelEnabled('info')) this.clientAddress = this.peerAddress();
+      if (this.nativeSlot !== undefined) {
+        this.nativeCounts = NATIVE.engine!.close(this.nativeSlot);
+        this.nativeSlot = undefined;
+      }
       this.client.destroy();
       this.upstream?.destroy();
       if (wasSplicing) this.pool!.state.onDisconnect(this.serverIndex!);
@@ -918,8 +996,8 @@ export class Connection implements EndpointSink {
       ...(this.pool !== undefined && { pool: this.pool.config.name }),
       ...(this.serverText !== undefined && { server: this.serverText }),
       ageMs: Math.round(performance.now() - this.started),
-      bytesIn: this.client.bytesRead,
-      bytesOut: this.client.bytesWritten,
+      bytesIn: this.bytesIn,
+      bytesOut: this.bytesOut,
     };
   }
 
@@ -953,11 +1031,16 @@ export class Connection implements EndpointSink {
   }
 
   get bytesIn(): number {
-    return this.client.bytesRead;
+    return this.client.bytesRead + (this.nativeBytes()?.clientRead ?? 0);
   }
 
   get bytesOut(): number {
-    return this.client.bytesWritten;
+    return this.client.bytesWritten + (this.nativeBytes()?.clientWritten ?? 0);
+  }
+
+  /** What the native engine counted: so far while it carries the pair, in all once it is done. */
+  private nativeBytes(): NativeCounts | undefined {
+    return this.nativeSlot !== undefined ? NATIVE.engine!.countsOf(this.nativeSlot) : this.nativeCounts;
   }
 
   /** Seconds from accept to the routing decision; undefined when it never got there. */
@@ -1013,8 +1096,8 @@ export class Connection implements EndpointSink {
     if (choice?.routedBy !== undefined && choice.serverIndex === this.serverIndex) out['affinity'] = choice.routedBy.kind;
     out['reason'] = reason;
     if (detail !== undefined) out['detail'] = detail;
-    out['bytesIn'] = this.client.bytesRead;
-    out['bytesOut'] = this.client.bytesWritten;
+    out['bytesIn'] = this.bytesIn;
+    out['bytesOut'] = this.bytesOut;
     out['durationMs'] = Math.round((performance.now() - this.started) * 1000) / 1000;
     return out;
   }

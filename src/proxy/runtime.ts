@@ -13,7 +13,7 @@ import { AffinitySet, type AffinityDump } from '../affinity/affinity-set.js';
 import { Connection } from './connection.js';
 import type { Endpoint } from '../io/endpoint.js';
 import { HealthChecker } from '../health/health-checker.js';
-import { acceptEndpoints, resolveIoEngine, type IoEngine } from '../io/io-engine.js';
+import { acceptEndpoints, chooseIoEngine, type IoEngine } from '../io/io-engine.js';
 import type { ListenerContext, PoolRuntime } from './listener-context.js';
 import { connectionCeiling, openDescriptors, softNofileLimit, type ConnectionCeiling } from './fd-limit.js';
 import { CLOSE_REASONS, type CloseReason } from './reasons.js';
@@ -170,6 +170,8 @@ export class ProxyRuntime {
   /** Fixed for the process's life: a reload that changes io_engine is reported and not applied. */
   readonly engine: IoEngine;
   private readonly inherited: readonly InheritedSocket[] | undefined;
+  /** Why `engine` runs (the start line). */
+  private readonly engineWhy: string;
   private readonly closeObservers: CloseObserver[] = [];
   private readonly overrides = new Map<string, ServerOverride>();
   private maintTimers = new Set<NodeJS.Timeout>();
@@ -186,7 +188,9 @@ export class ProxyRuntime {
   constructor(config: TwinportConfig, logger: Logger, options: RuntimeOptions = {}) {
     this.config = config;
     this.inherited = options.inherited;
-    this.engine = resolveIoEngine(config.ioEngine);
+    const choice = chooseIoEngine(config.ioEngine);
+    this.engine = choice.engine;
+    this.engineWhy = choice.why;
     this.logger = logger;
     this.health = new HealthChecker(logger);
     // HAProxy's on-marked-down shutdown-sessions: a pool that asks for it loses its down server's
@@ -338,6 +342,7 @@ export class ProxyRuntime {
   }
 
   async start(): Promise<void> {
+    this.logger.info({ engine: this.engine, why: this.engineWhy }, 'io engine');
     this.pools = this.buildPools(this.config);
     this.health.apply(this.pools);
     this.affinity.apply(this.pools);

@@ -12,6 +12,15 @@ import pino from 'pino';
 import { parseConfigText } from '../../src/config/load.js';
 import { ProxyRuntime } from '../../src/proxy/runtime.js';
 
+// The sanitizer pass (scripts/test.mjs) preloads the ASan/UBSan runtimes into this process for the
+// instrumented addon, loaded by the imports above. The programs tests start (curl, openssl, haproxy,
+// twinport's CLI) must not inherit them: uninstrumented, they fail under a preloaded ASan.
+if (process.env['TWINPORT_SANITIZER_PRELOAD'] === '1') {
+  delete process.env['LD_PRELOAD'];
+  delete process.env['TWINPORT_NATIVE_ADDON'];
+  delete process.env['TWINPORT_SANITIZER_PRELOAD'];
+}
+
 export type LogLine = Record<string, unknown> & { msg?: string };
 
 export class LogSink {
@@ -60,11 +69,11 @@ export interface RunningProxy {
 }
 
 /**
- * `npm test` runs the proxy's integration tests a second time with TWINPORT_TEST_IO_ENGINE=streams
- * (scripts/test.mjs), so both engines (docs/io-engine.md) pass the same suite. A config that names its
- * engine keeps it.
+ * `npm test` runs the proxy's integration tests again with TWINPORT_TEST_IO_ENGINE=libuv and =streams
+ * (scripts/test.mjs; the first pass runs auto's choice, native where it built), so every engine
+ * (docs/io-engine.md) passes the same suite. A config that names its engine keeps it.
  */
-export const TEST_IO_ENGINE = process.env['TWINPORT_TEST_IO_ENGINE'] as 'libuv' | 'streams' | undefined;
+export const TEST_IO_ENGINE = process.env['TWINPORT_TEST_IO_ENGINE'] as 'native' | 'libuv' | 'streams' | undefined;
 
 export async function startProxy(yaml: string, file = 'test.yaml'): Promise<RunningProxy> {
   // A migration listener records into migration_store, by default next to the config file: for a

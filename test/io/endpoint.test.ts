@@ -6,11 +6,12 @@ import { randomBytes } from 'node:crypto';
 import net, { type Socket } from 'node:net';
 import { CLIENT, CHUNKS, SERVER, type Endpoint, type EndpointSink, type Side } from '../../src/io/endpoint.js';
 import { errnoError } from '../../src/io/handle-endpoint.js';
-import { connectEndpoint, resolveIoEngine, type IoEngine } from '../../src/io/io-engine.js';
+import { chooseIoEngine, connectEndpoint, resolveIoEngine, type IoEngine } from '../../src/io/io-engine.js';
 import { LIBUV } from '../../src/io/libuv.js';
 import { listenServer, sha256 } from '../helpers/proxy-harness.js';
 
 const ENGINES: IoEngine[] = ['libuv', 'streams'];
+// (`native` uses the libuv endpoints until a pair is connected: test/integration/native.test.ts covers its splice.)
 
 /** Records every event; `accept` decides what onRead answers. */
 class RecordingSink implements EndpointSink {
@@ -80,17 +81,24 @@ const engineTest = (title: string, fn: (t: ExecutionContext, engine: IoEngine) =
   for (const engine of ENGINES) test(`${engine}: ${title}`, (t) => fn(t, engine));
 };
 
-test('the libuv engine is available on this Node, so auto picks it', (t) => {
+const NO_NATIVE = { engine: undefined, why: 'addon not built (test)' };
+
+test('the libuv engine is available on this Node, so auto picks it when the native addon is not there', (t) => {
   t.not(LIBUV, undefined, `Node ${process.version} lacks a piece src/io/libuv.ts checks for`);
-  t.is(resolveIoEngine('auto'), 'libuv');
+  t.is(resolveIoEngine('auto', true, NO_NATIVE), 'libuv');
+  t.is(resolveIoEngine('libuv'), 'libuv');
   t.is(resolveIoEngine('streams'), 'streams');
+  t.regex(chooseIoEngine('auto', true, NO_NATIVE).why, /native unavailable, addon not built \(test\)/);
 });
 
-test('without the handles, auto falls back to streams and an explicit libuv is a startup error', (t) => {
-  t.is(resolveIoEngine('auto', false), 'streams');
-  t.is(resolveIoEngine('streams', false), 'streams');
-  const err = t.throws(() => resolveIoEngine('libuv', false));
+test('without the handles or the addon, auto falls back to streams; an explicit libuv or native is a startup error', (t) => {
+  t.is(resolveIoEngine('auto', false, NO_NATIVE), 'streams');
+  t.is(resolveIoEngine('streams', false, NO_NATIVE), 'streams');
+  const err = t.throws(() => resolveIoEngine('libuv', false, NO_NATIVE));
   t.is((err as { code?: string }).code, 'TWP_ERR_IO_ENGINE');
+  const native = t.throws(() => resolveIoEngine('native', true, NO_NATIVE));
+  t.is((native as { code?: string }).code, 'TWP_ERR_IO_ENGINE');
+  t.regex(native!.message, /addon not built \(test\)/);
 });
 
 test('libuv status codes become errors with the errno name', (t) => {

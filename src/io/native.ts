@@ -1,0 +1,122 @@
+// The `native` engine's addon (src/native/, docs/native.md): a pair of descriptors handed over after
+// connect is forwarded by C code on the event loop (an epoll set of its own, watched by one uv_poll),
+// without a JavaScript call per read or write, and ends with one call back here. Built by `npm install`
+// when a compiler and Node's headers are there; when it is missing, fails to load or fails its
+// self-check, `NATIVE.engine` is undefined, `NATIVE.why` says why, and `io_engine: auto` runs `libuv`.
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { getSystemErrorName } from 'node:util';
+
+interface Addon {
+  init(onDone: (slot: number, reason: number, errno: number) => void, counts: Float64Array): void;
+  start(clientFd: number, serverFd: number, initial: Buffer | undefined, clientEof: boolean, serverEof: boolean, idleMs: number): number;
+  close(slot: number): boolean;
+  counts(slot: number): boolean;
+  selfCheck(): string | null;
+  live(): number;
+}
+
+/** How a natively spliced pair ended: the JavaScript splice's outcomes (docs/reasons.md). */
+export type NativeReason = 'done' | 'client-reset' | 'server-reset' | 'idle-timeout';
+const REASONS: readonly NativeReason[] = ['done', 'client-reset', 'server-reset', 'idle-timeout'];
+
+/** Bytes of a pair while native code carried it: what each side read and had written to it. */
+export interface NativeCounts {
+  readonly clientRead: number;
+  readonly clientWritten: number;
+  readonly serverRead: number;
+  readonly serverWritten: number;
+}
+
+/** Who hears of a pair's end. Called once, unless the owner closed the pair itself. */
+export interface NativeOwner {
+  nativeDone(reason: NativeReason, detail: string | undefined, counts: NativeCounts): void;
+}
+
+export class NativeEngine {
+  private readonly owners: (NativeOwner | undefined)[] = [];
+  private readonly counts = new Float64Array(4);
+
+  constructor(private readonly addon: Addon) {
+    addon.init(this.onDone, this.counts);
+  }
+
+  /**
+   * Hands a pair over. The addon duplicates both descriptors: the caller closes its own endpoints right
+   * after a success. `initial` is written to the server first (PROXY header, peeked bytes); an *Eof flag
+   * says that side's FIN was read already. A negative errno when the addon could not take the pair
+   * (EMFILE while duplicating): the caller keeps splicing it in JavaScript.
+   */
+  start(owner: NativeOwner, clientFd: number, serverFd: number, initial: Buffer | undefined, clientEof: boolean, serverEof: boolean, idleMs: number): number {
+    const slot = this.addon.start(clientFd, serverFd, initial, clientEof, serverEof, idleMs);
+    if (slot >= 0) this.owners[slot] = owner;
+    return slot;
+  }
+
+  /** Ends a pair now (plain close both ways), without its owner's callback; its counts, if it was live. */
+  close(slot: number): NativeCounts | undefined {
+    this.owners[slot] = undefined;
+    return this.addon.close(slot) ? this.readCounts() : undefined;
+  }
+
+  /** A live pair's counts so far (undefined when the slot is not live). */
+  countsOf(slot: number): NativeCounts | undefined {
+    return this.addon.counts(slot) ? this.readCounts() : undefined;
+  }
+
+  /** Pairs being carried now (tests count them). */
+  live(): number {
+    return this.addon.live();
+  }
+
+  private readCounts(): NativeCounts {
+    const c = this.counts;
+    return { clientRead: c[0]!, clientWritten: c[1]!, serverRead: c[2]!, serverWritten: c[3]! };
+  }
+
+  private readonly onDone = (slot: number, reason: number, errno: number): void => {
+    const owner = this.owners[slot];
+    this.owners[slot] = undefined;
+    if (owner === undefined) return;
+    owner.nativeDone(REASONS[reason] ?? 'done', errno === 0 ? undefined : errnoCode(errno), this.readCounts());
+  };
+}
+
+function errnoCode(errno: number): string {
+  try {
+    return getSystemErrorName(-errno);
+  } catch {
+    return `E${errno}`;
+  }
+}
+
+/** Where `npm install` builds the addon; TWINPORT_NATIVE_ADDON names another build (the sanitizer's). */
+export function addonPath(): string {
+  const configured = process.env['TWINPORT_NATIVE_ADDON'];
+  if (configured !== undefined && configured !== '') return configured;
+  return fileURLToPath(new URL('../../../src/native/build/Release/twinport_native.node', import.meta.url));
+}
+
+export interface NativeStatus {
+  readonly engine: NativeEngine | undefined;
+  /** Why it is there or not: the start line says it. */
+  readonly why: string;
+}
+
+export function loadNative(path = addonPath()): NativeStatus {
+  if (!existsSync(path)) return { engine: undefined, why: `addon not built (${path} missing; npm install builds it, docs/native.md)` };
+  let addon: Addon;
+  try {
+    addon = createRequire(import.meta.url)(path) as Addon;
+  } catch (e) {
+    return { engine: undefined, why: `addon failed to load: ${(e as Error).message.split('\n')[0]}` };
+  }
+  if (typeof addon.selfCheck !== 'function' || typeof addon.start !== 'function') return { engine: undefined, why: 'addon lacks the expected functions' };
+  const failed = addon.selfCheck();
+  if (failed !== null) return { engine: undefined, why: `addon self-check failed: ${failed}` };
+  return { engine: new NativeEngine(addon), why: 'addon loaded and its self-check passed' };
+}
+
+/** Loaded once per process (each --workers worker loads its own). */
+export const NATIVE: NativeStatus = loadNative();

@@ -1,0 +1,352 @@
+/* The node-api face of the splice engine (docs/native.md). JavaScript calls:
+ *   init(onDone, counts)  onDone(slot, reason, errno) when a pair ends by itself; counts: a Float64Array(4)
+ *                         that holds [client read, client written, server read, server written] of the
+ *                         pair just ended (by onDone or close)
+ *   start(clientFd, serverFd, initial, clientEof, serverEof, idleMs) → slot ≥ 0, or -errno
+ *                         the descriptors are duplicated: the caller closes its own afterwards
+ *   close(slot) → true when the slot was live (counts filled), false otherwise
+ *   counts(slot) → the same, for a pair that goes on (the admin API's live byte counts)
+ *   selfCheck() → null, or what failed
+ *   live() → pairs running
+ * Slots are small integers reused after a pair ends, so JavaScript can index an array with them. */
+#define _GNU_SOURCE
+#define NAPI_VERSION 8
+#include <node_api.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "pair.h"
+
+struct slot_pair {
+  struct pair pair;    /* first: pair_release gets this pointer back */
+  struct addon *addon;
+  uint32_t slot;
+};
+
+struct addon {
+  napi_env env;
+  struct pair_loop pl;
+  int pl_ready;
+  napi_ref on_done;
+  napi_ref counts_ref;
+  double *counts;
+  napi_async_context async;
+  struct slot_pair **slots;
+  uint32_t nslots;   /* slots handed out so far (live or free) */
+  uint32_t cap;
+  uint32_t *free_slots;
+  uint32_t nfree;
+  uint32_t live;
+};
+
+#define CHECK(call)                                     \
+  do {                                                  \
+    if ((call) != napi_ok) return throw_last(env, #call); \
+  } while (0)
+
+static napi_value throw_last(napi_env env, const char *what) {
+  const napi_extended_error_info *info = NULL;
+  bool pending = false;
+  if (napi_is_exception_pending(env, &pending) == napi_ok && pending) return NULL;
+  const char *msg = what;
+  if (napi_get_last_error_info(env, &info) == napi_ok && info != NULL && info->error_message != NULL) msg = info->error_message;
+  napi_throw_error(env, "TWP_ERR_NATIVE", msg);
+  return NULL;
+}
+
+void pair_release(struct pair *p) { free((struct slot_pair *)p); }
+
+static void fill_counts(struct addon *a, const struct pair *p) {
+  a->counts[0] = (double)p->side[SIDE_CLIENT].bytes_read;
+  a->counts[1] = (double)p->side[SIDE_CLIENT].bytes_written;
+  a->counts[2] = (double)p->side[SIDE_SERVER].bytes_read;
+  a->counts[3] = (double)p->side[SIDE_SERVER].bytes_written;
+}
+
+static void free_slot(struct addon *a, struct slot_pair *sp) {
+  a->slots[sp->slot] = NULL;
+  a->free_slots[a->nfree++] = sp->slot;
+  a->live--;
+}
+
+/* Grows both arrays together: a free list never holds more than nslots entries. */
+static int take_slot(struct addon *a, uint32_t *out) {
+  if (a->nfree > 0) {
+    *out = a->free_slots[--a->nfree];
+    return 0;
+  }
+  if (a->nslots == a->cap) {
+    uint32_t cap = a->cap == 0 ? 256 : a->cap * 2;
+    struct slot_pair **slots = realloc(a->slots, sizeof *slots * cap);
+    if (slots == NULL) return -ENOMEM;
+    a->slots = slots;
+    uint32_t *free_slots = realloc(a->free_slots, sizeof *free_slots * cap);
+    if (free_slots == NULL) return -ENOMEM;
+    a->free_slots = free_slots;
+    a->cap = cap;
+  }
+  *out = a->nslots++;
+  return 0;
+}
+
+static void on_pair_done(struct pair *p, enum pair_reason reason, int err) {
+  struct slot_pair *sp = (struct slot_pair *)p;
+  struct addon *a = sp->addon;
+  napi_env env = a->env;
+  uint32_t slot = sp->slot;
+  fill_counts(a, p);
+  free_slot(a, sp);
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+  napi_value fn, recv, argv[3], result;
+  if (napi_get_reference_value(env, a->on_done, &fn) == napi_ok && fn != NULL && napi_get_global(env, &recv) == napi_ok &&
+      napi_create_uint32(env, slot, &argv[0]) == napi_ok && napi_create_int32(env, (int32_t)reason, &argv[1]) == napi_ok &&
+      napi_create_int32(env, err, &argv[2]) == napi_ok) {
+    if (napi_make_callback(env, a->async, recv, fn, 3, argv, &result) != napi_ok) {
+      /* The JavaScript handler catches its own errors; anything left is an uncaught exception. */
+      napi_value exc;
+      if (napi_get_and_clear_last_exception(env, &exc) == napi_ok && exc != NULL) napi_fatal_exception(env, exc);
+    }
+  }
+  napi_close_handle_scope(env, scope);
+}
+
+static struct addon *addon_of(napi_env env) {
+  void *data = NULL;
+  if (napi_get_instance_data(env, &data) != napi_ok) return NULL;
+  return data;
+}
+
+static napi_value js_init(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  struct addon *a = addon_of(env);
+  if (a == NULL || argc < 2) return throw_last(env, "init(onDone, counts)");
+  napi_typedarray_type type;
+  size_t length;
+  void *data;
+  CHECK(napi_get_typedarray_info(env, argv[1], &type, &length, &data, NULL, NULL));
+  if (type != napi_float64_array || length < 4) {
+    napi_throw_type_error(env, "TWP_ERR_NATIVE", "counts must be a Float64Array(4)");
+    return NULL;
+  }
+  if (a->on_done != NULL) CHECK(napi_delete_reference(env, a->on_done));
+  if (a->counts_ref != NULL) CHECK(napi_delete_reference(env, a->counts_ref));
+  a->on_done = a->counts_ref = NULL;
+  CHECK(napi_create_reference(env, argv[0], 1, &a->on_done));
+  CHECK(napi_create_reference(env, argv[1], 1, &a->counts_ref));
+  a->counts = data;
+  if (a->async == NULL) {
+    napi_value resource, name;
+    CHECK(napi_create_object(env, &resource));
+    CHECK(napi_create_string_utf8(env, "twinport:splice", NAPI_AUTO_LENGTH, &name));
+    CHECK(napi_async_init(env, resource, name, &a->async));
+  }
+  return NULL;
+}
+
+static napi_value int_value(napi_env env, int32_t v) {
+  napi_value out;
+  CHECK(napi_create_int32(env, v, &out));
+  return out;
+}
+
+static napi_value js_start(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  struct addon *a = addon_of(env);
+  if (a == NULL || argc < 6 || a->counts == NULL || !a->pl_ready) return throw_last(env, "start: call init first");
+  int32_t cfd, sfd;
+  bool ceof, seof;
+  double idle;
+  CHECK(napi_get_value_int32(env, argv[0], &cfd));
+  CHECK(napi_get_value_int32(env, argv[1], &sfd));
+  CHECK(napi_get_value_bool(env, argv[3], &ceof));
+  CHECK(napi_get_value_bool(env, argv[4], &seof));
+  CHECK(napi_get_value_double(env, argv[5], &idle));
+  const char *initial = NULL;
+  size_t initial_len = 0;
+  napi_valuetype t;
+  CHECK(napi_typeof(env, argv[2], &t));
+  if (t != napi_undefined && t != napi_null) {
+    void *d;
+    CHECK(napi_get_buffer_info(env, argv[2], &d, &initial_len));
+    initial = d;
+  }
+  if (cfd < 0 || sfd < 0 || !(idle >= 0)) return int_value(env, -EBADF);
+
+  uint32_t slot;
+  int err = take_slot(a, &slot);
+  if (err != 0) return int_value(env, err);
+  struct slot_pair *sp = malloc(sizeof *sp);
+  if (sp == NULL) {
+    a->free_slots[a->nfree++] = slot;
+    return int_value(env, -ENOMEM);
+  }
+  /* Own copies: the caller closes its handles (and their descriptors) right after. */
+  int c = fcntl(cfd, F_DUPFD_CLOEXEC, 0);
+  int s = c < 0 ? -1 : fcntl(sfd, F_DUPFD_CLOEXEC, 0);
+  if (c < 0 || s < 0) {
+    err = -errno;
+    if (c >= 0) (void)close(c);
+    free(sp);
+    a->free_slots[a->nfree++] = slot;
+    return int_value(env, err);
+  }
+  sp->addon = a;
+  sp->slot = slot;
+  sp->pair.data = sp;
+  err = pair_start(&a->pl, &sp->pair, c, s, initial, initial_len, ceof, seof, (uint64_t)idle, on_pair_done);
+  if (err != 0) {
+    (void)close(c);
+    (void)close(s);
+    /* Handles opened before the failure release the pair when they are closed. */
+    if (sp->pair.handles_open == 0) free(sp);
+    a->free_slots[a->nfree++] = slot;
+    return int_value(env, err);
+  }
+  a->slots[slot] = sp;
+  a->live++;
+  return int_value(env, (int32_t)slot);
+}
+
+static napi_value js_close(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], out;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  struct addon *a = addon_of(env);
+  uint32_t slot;
+  if (a == NULL || argc < 1) return throw_last(env, "close(slot)");
+  CHECK(napi_get_value_uint32(env, argv[0], &slot));
+  struct slot_pair *sp = slot < a->nslots ? a->slots[slot] : NULL;
+  if (sp != NULL) {
+    fill_counts(a, &sp->pair);
+    free_slot(a, sp);
+    pair_close(&sp->pair);
+  }
+  CHECK(napi_get_boolean(env, sp != NULL, &out));
+  return out;
+}
+
+static napi_value js_counts(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], out;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  struct addon *a = addon_of(env);
+  uint32_t slot;
+  if (a == NULL || argc < 1) return throw_last(env, "counts(slot)");
+  CHECK(napi_get_value_uint32(env, argv[0], &slot));
+  struct slot_pair *sp = slot < a->nslots ? a->slots[slot] : NULL;
+  if (sp != NULL) fill_counts(a, &sp->pair);
+  CHECK(napi_get_boolean(env, sp != NULL, &out));
+  return out;
+}
+
+static napi_value js_live(napi_env env, napi_callback_info info) {
+  (void)info;
+  struct addon *a = addon_of(env);
+  return int_value(env, a == NULL ? 0 : (int32_t)a->live);
+}
+
+/* The forwarding code on two socketpairs, without the loop: bytes, then FIN, from one to the other.
+ * It proves the syscalls the engine needs work here (a seccomp filter or an odd kernel would fail it). */
+static const char *self_check(struct addon *a) {
+  int in[2] = {-1, -1}, out[2] = {-1, -1};
+  const char *why = NULL;
+  static const char probe[] = "twinport self-check";
+  char got[sizeof probe];
+  struct pair p;
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, in) != 0 ||
+      socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, out) != 0) {
+    why = "socketpair failed";
+    goto done;
+  }
+  memset(&p, 0, sizeof p);
+  p.side[SIDE_CLIENT].fd = in[1];
+  p.side[SIDE_SERVER].fd = out[0];
+  if (send(in[0], probe, sizeof probe, MSG_NOSIGNAL) != (ssize_t)sizeof probe) {
+    why = "send failed";
+    goto done;
+  }
+  if (pair_pump_once(&a->pl, &p, SIDE_CLIENT) != 0 || p.dir[SIDE_CLIENT].pend != NULL) {
+    why = "forwarding failed";
+    goto done;
+  }
+  if (recv(out[1], got, sizeof got, 0) != (ssize_t)sizeof probe || memcmp(got, probe, sizeof probe) != 0) {
+    why = "bytes forwarded wrong";
+    goto done;
+  }
+  if (shutdown(in[0], SHUT_WR) != 0 || pair_pump_once(&a->pl, &p, SIDE_CLIENT) != 0 || !p.dir[SIDE_CLIENT].shut) {
+    why = "FIN not forwarded";
+    goto done;
+  }
+  if (recv(out[1], got, sizeof got, 0) != 0) why = "FIN not seen";
+done:
+  for (int i = 0; i < 2; i++) {
+    if (in[i] >= 0) (void)close(in[i]);
+    if (out[i] >= 0) (void)close(out[i]);
+  }
+  return why;
+}
+
+static napi_value js_self_check(napi_env env, napi_callback_info info) {
+  (void)info;
+  struct addon *a = addon_of(env);
+  const char *why = a == NULL || !a->pl_ready ? "no event loop buffers" : self_check(a);
+  napi_value out;
+  if (why == NULL) CHECK(napi_get_null(env, &out));
+  else CHECK(napi_create_string_utf8(env, why, NAPI_AUTO_LENGTH, &out));
+  return out;
+}
+
+/* At environment teardown (process exit, a worker thread ending): live pairs close their descriptors,
+ * then the addon's memory goes. One hook does both, in that order: closing a pair gives its chunks back
+ * to the loop's buffers. A pair's own memory is freed by its handles' close callbacks if the loop still
+ * runs them. */
+static void cleanup(void *arg) {
+  struct addon *a = arg;
+  for (uint32_t i = 0; i < a->nslots; i++) {
+    struct slot_pair *sp = a->slots[i];
+    if (sp == NULL) continue;
+    free_slot(a, sp);
+    pair_close(&sp->pair);
+  }
+  if (a->pl_ready) pair_loop_free(&a->pl);
+  free(a->slots);
+  free(a->free_slots);
+  free(a);
+}
+
+NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
+  struct addon *a = calloc(1, sizeof *a);
+  if (a == NULL) return throw_last(env, "out of memory");
+  a->env = env;
+  uv_loop_t *loop;
+  if (napi_get_uv_event_loop(env, &loop) == napi_ok && pair_loop_init(&a->pl, loop) == 0) a->pl_ready = 1;
+  if (napi_add_env_cleanup_hook(env, cleanup, a) != napi_ok) {
+    cleanup(a);
+    return throw_last(env, "napi_add_env_cleanup_hook");
+  }
+  if (napi_set_instance_data(env, a, NULL, NULL) != napi_ok) {
+    napi_remove_env_cleanup_hook(env, cleanup, a);
+    cleanup(a);
+    return throw_last(env, "napi_set_instance_data");
+  }
+  napi_property_descriptor props[] = {
+      {"init", NULL, js_init, NULL, NULL, NULL, napi_default, NULL},
+      {"start", NULL, js_start, NULL, NULL, NULL, napi_default, NULL},
+      {"close", NULL, js_close, NULL, NULL, NULL, napi_default, NULL},
+      {"selfCheck", NULL, js_self_check, NULL, NULL, NULL, napi_default, NULL},
+      {"live", NULL, js_live, NULL, NULL, NULL, napi_default, NULL},
+      {"counts", NULL, js_counts, NULL, NULL, NULL, napi_default, NULL},
+  };
+  CHECK(napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
+  return exports;
+}

@@ -1,0 +1,98 @@
+/* A spliced pair: two connected stream sockets whose bytes are forwarded both ways on the event loop,
+ * until FIN went both ways, a side failed, or nothing moved for the idle timeout. The JavaScript side
+ * hands over the descriptors after the peek, routing and connect; see docs/native.md.
+ * Every pair of a loop is watched by one epoll instance of its own, itself watched by one uv_poll on
+ * Node's loop: registering a descriptor is one epoll_ctl, where a uv_poll per descriptor cost three
+ * more syscalls (libuv's pollability check and FIONBIO) and 160 bytes. */
+#ifndef TWINPORT_PAIR_H
+#define TWINPORT_PAIR_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+enum { SIDE_CLIENT = 0, SIDE_SERVER = 1 };
+
+/* Why a pair ended: the same outcomes the JavaScript splice reports (docs/reasons.md). */
+enum pair_reason {
+  PAIR_DONE = 0,
+  PAIR_CLIENT_RESET = 1,
+  PAIR_SERVER_RESET = 2,
+  PAIR_IDLE_TIMEOUT = 3,
+};
+
+/* One direction: bytes read from side `src` and written to the other. */
+struct pair_dir {
+  char *pend;        /* bytes read but not yet accepted by the writer (NULL when none) */
+  size_t pend_off;
+  size_t pend_len;
+  int pend_chunk;    /* pend came from the chunk pool (else malloc'd to size) */
+  int eof;           /* FIN read from src */
+  int shut;          /* FIN sent to the other side */
+};
+
+struct pair;
+
+struct pair_side {
+  int fd;
+  int events;        /* EPOLLIN / EPOLLOUT registered now (0: not in the epoll set) */
+  struct pair *pair; /* the epoll event's data: which pair, and (by address) which side */
+  uint64_t bytes_read;
+  uint64_t bytes_written;
+};
+
+/* Called once when the pair ends by itself; the descriptors are closed by then. */
+typedef void (*pair_done_cb)(struct pair *p, enum pair_reason reason, int err);
+
+struct pair_loop;
+
+struct pair {
+  struct pair_loop *pl;
+  struct pair_side side[2];
+  struct pair_dir dir[2];  /* dir[k]: from side k to side 1-k */
+  uv_timer_t idle;
+  uint64_t idle_ms;
+  uint64_t idle_seen;      /* bytes read by both sides at the idle timer's last check */
+  uint64_t last_active;    /* loop time (ms) of the check that last saw them change */
+  int handles_open;        /* uv handles whose close callback is still due */
+  int finished;
+  int deferred_err;        /* a failure after pair_start sent bytes, reported from the loop (timer) */
+  int deferred_side;
+  pair_done_cb done;
+  void *data;              /* the owner's (addon.c: its slot) */
+};
+
+/* The epoll set and forwarding buffers shared by the pairs of one loop. */
+struct pair_loop {
+  uv_loop_t *loop;
+  int epfd;
+  uv_poll_t *poll;         /* on epfd; referenced only while pairs are live */
+  unsigned pairs;
+  char *scratch;           /* every read lands here first: PAIR_CHUNK bytes */
+  char **spare;            /* free chunks, at most PAIR_SPARE */
+  int nspare;
+};
+
+#define PAIR_CHUNK (64 * 1024)
+#define PAIR_SPARE 64
+
+int pair_loop_init(struct pair_loop *pl, uv_loop_t *loop);
+void pair_loop_free(struct pair_loop *pl);
+
+/* Takes ownership of both descriptors (on success only). `initial` (copied) goes to the server before
+ * any byte the client sends from now on; `client_eof` / `server_eof`: that side's FIN was read already.
+ * Returns 0 or a negative errno. */
+int pair_start(struct pair_loop *pl, struct pair *p, int client_fd, int server_fd, const char *initial,
+               size_t initial_len, int client_eof, int server_eof, uint64_t idle_ms, pair_done_cb done);
+
+/* Ends the pair now without a completion: both descriptors closed (plain close, no RST). */
+void pair_close(struct pair *p);
+
+/* Called by the loop once the pair's uv handles are closed: its memory may be freed then. */
+extern void pair_release(struct pair *p);
+
+/* One forwarding step on one direction, without the loop (the self-check): read what there is from
+ * side `from`, write it to the other. Returns 0 or a negative errno. */
+int pair_pump_once(struct pair_loop *pl, struct pair *p, int from);
+
+#endif
