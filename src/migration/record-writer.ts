@@ -8,9 +8,13 @@ import type { RecordStore, RecordView } from './record-store.js';
 import { RedisRecordStore } from './redis-store.js';
 import { SqliteRecordStore } from './sqlite-store.js';
 
-/** Distinct plaintext clients / TLS stacks one batch holds (a flood of new clients costs this, then counts). */
-const MAX_PENDING_CLIENTS = 10_000;
-const MAX_PENDING_TLS_STACKS = 2_000;
+/**
+ * Distinct plaintext clients / TLS stacks one batch holds; more are counted per minute, not listed. The
+ * SQLite write is synchronous on the event loop and costs ~5 µs a row (measured: 100 rows 0.6 ms, 1 000
+ * rows 4.5–5.2 ms, 10 000 rows 46–56 ms): these caps keep a batch's stall near 10 ms.
+ */
+const MAX_PENDING_CLIENTS = 2_000;
+const MAX_PENDING_TLS_STACKS = 500;
 const PRUNE_EVERY_MS = 60_000;
 const LOG_EVERY_MS = 10_000;
 
