@@ -65,6 +65,7 @@ export const DEFAULT_PASSIVE_HEALTH: PassiveHealthConfig = Object.freeze({ fall:
 // (ssl_session_timeout 5m) and HAProxy (tune.ssl.lifetime 300): a session ID learned for longer names
 // a session its server has already forgotten.
 export const DEFAULT_AFFINITY_TABLE: AffinityTableConfig = Object.freeze({ size: 100_000, ttl: 3_600_000, sidTtl: 300_000 });
+export const DEFAULT_QUEUE = Object.freeze({ size: 1024, timeout: 5000 });
 export const DEFAULT_MIGRATION_STORE = './twinport-state/migration.db';
 export const DEFAULT_MIGRATION_RECORD: MigrationRecordConfig = Object.freeze({
   flushInterval: 1000,
@@ -416,6 +417,7 @@ function compileServer(raw: unknown, path: KeyPath, issues: Issues): ServerConfi
     backup: o['backup'] === true,
   };
   if (o['send_proxy'] === 'v1' || o['send_proxy'] === 'v2') server.sendProxy = o['send_proxy'];
+  if (Number.isInteger(o['max_connections'])) server.maxConnections = o['max_connections'] as number;
   return server;
 }
 
@@ -475,6 +477,11 @@ function compilePool(name: string, raw: unknown, issues: Issues): PoolConfig | u
       downFor: duration(ph, 'down_for', pp, DEFAULT_PASSIVE_HEALTH.downFor, issues),
     };
   }
+  const q = isObj(raw['queue']) ? raw['queue'] : {};
+  pool.queue = {
+    size: Number.isInteger(q['size']) ? (q['size'] as number) : DEFAULT_QUEUE.size,
+    timeout: duration(q, 'timeout', [...path, 'queue'], DEFAULT_QUEUE.timeout, issues),
+  };
   if (raw['on_down'] === 'close') {
     if (!isObj(raw['health']) && !isObj(raw['passive_health'])) {
       issues.add([...path, 'on_down'], 'only used with health or passive_health: without them no server is ever marked down', 'key');

@@ -188,8 +188,11 @@ const ServerObject = Type.Object(
     weight: Type.Optional(Type.Integer({ minimum: 0, maximum: 256, description: '0 to 256; 0 drains. Default 1.' })),
     send_proxy: Type.Optional(StringEnum(['v1', 'v2'] as const, { description: 'Send a PROXY header of this version first.' })),
     backup: Type.Optional(Type.Boolean({ description: 'Used only when no other server is available. Default false.' })),
+    max_connections: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: 1_000_000, description: 'Connections at once to this server (HAProxy maxconn); a full server is skipped, and when every server is full new connections wait in the pool queue. Default unlimited.' }),
+    ),
   },
-  { additionalProperties: false, title: 'a mapping { address, weight, send_proxy, backup }' },
+  { additionalProperties: false, title: 'a mapping { address, weight, send_proxy, backup, max_connections }' },
 );
 
 /** Bounds shared with compile.ts, which words the errors for what the schema cannot say. */
@@ -270,6 +273,15 @@ const Pool = Type.Object(
       StringEnum(['keep', 'close'] as const, {
         description: 'When health marks a server down: keep its spliced connections (default) or close them. Only with health or passive_health.',
       }),
+    ),
+    queue: Type.Optional(
+      Type.Object(
+        {
+          size: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000, description: 'Connections that may wait for a server slot; past it they close with reason limit. Default 1024.' })),
+          timeout: Type.Optional(Duration('How long a connection waits for a slot before it closes with queue-timeout (HAProxy timeout queue). Default 5s.')),
+        },
+        { additionalProperties: false, description: 'Only used when some server has max_connections.' },
+      ),
     ),
     servers: Type.Array(Type.Union([Type.String({ title: 'a "host:port" string' }), ServerObject]), { minItems: 1 }),
   },

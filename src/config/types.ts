@@ -59,6 +59,8 @@ export interface ServerConfig {
   readonly weight: number; // default 1; 0 drains
   readonly sendProxy?: 'v1' | 'v2';
   readonly backup: boolean;
+  /** Connections at once (HAProxy maxconn); absent: unlimited. */
+  readonly maxConnections?: number;
 }
 
 export type BalanceKind = 'round-robin' | 'least-conn' | 'random' | 'first' | 'hash';
@@ -112,6 +114,8 @@ export interface PoolConfig {
   readonly passiveHealth?: PassiveHealthConfig;
   /** `close`: when health marks a server down, its spliced connections are closed; absent: they run on. */
   readonly onDown?: 'close';
+  /** Where connections wait when every usable server is at its max_connections. */
+  readonly queue?: { readonly size: number; readonly timeout: number }; // compile sets it: size 1024, timeout 5s
   readonly servers: readonly ServerConfig[];
 }
 

@@ -22,6 +22,7 @@ import { factsFromMatch, type PeekFacts } from './facts.js';
 import { connectEndpoint } from '../io/io-engine.js';
 import { NATIVE, type NativeCounts, type NativeOwner, type NativeReason } from '../io/native.js';
 import { PeekBuffer } from './peek-buffer.js';
+import type { PoolQueue, QueueWaiter } from './pool-queue.js';
 import { buildServerProxyHeader } from './proxy-header-out.js';
 import type { CloseReason } from './reasons.js';
 import type { ListenerContext, PoolRuntime } from './listener-context.js';
@@ -164,6 +165,10 @@ export class Connection implements EndpointSink, NativeOwner {
   limitName: string | undefined;
   /** Routed by `on_peek_timeout: route`: the parser's view at the deadline (close line `failOpen`). */
   private failOpen: string | undefined;
+  /** The server slot held (pools with max_connections), from the pick to the close. */
+  private slot: number | undefined;
+  /** In the pool's queue, waiting for a slot. */
+  private waiting: QueueWaiter | undefined;
   /** JA4 of the hello, computed at the verdict when `log.ja4` asks for it (close line `ja4`). */
   private ja4: string | undefined;
 
@@ -543,12 +548,20 @@ export class Connection implements EndpointSink, NativeOwner {
 
   // ── connect ─────────────────────────────────────────────────────────────────────────────────────
 
-  private connectNext(tried: Set<number>, lastFailure: 'error' | 'timeout' | undefined): void {
+  private connectNext(tried: Set<number>, lastFailure: 'error' | 'timeout' | undefined, woken = false): void {
     if (this.phase !== 'connect') return;
     const pool = this.pool!;
     const facts = this.facts!;
     const maxAttempts = pool.config.retries + 1;
-    const learned = tried.size === 0 ? this.affinity?.choice.serverIndex : undefined;
+    const queue = pool.queue;
+    // Connections already waiting for a slot go first: a newcomer does not overtake them.
+    if (queue !== undefined && !woken && tried.size === 0 && queue.length > 0) {
+      this.waitForSlot(queue, tried, lastFailure);
+      return;
+    }
+    const learnedIndex = tried.size === 0 ? this.affinity?.choice.serverIndex : undefined;
+    // A learned server at its max_connections is passed over like a drained one.
+    const learned = learnedIndex !== undefined && pool.state.isFull(learnedIndex) ? undefined : learnedIndex;
     const index =
       tried.size >= maxAttempts
         ? undefined
@@ -562,10 +575,18 @@ export class Connection implements EndpointSink, NativeOwner {
             tried,
           );
     if (index === undefined) {
+      if (queue !== undefined && tried.size < maxAttempts && pool.state.waitable(tried)) {
+        this.waitForSlot(queue, tried, lastFailure);
+        return;
+      }
       this.finish(lastFailure === 'timeout' ? 'connect-timeout' : 'connect-failed', tried.size === 0 ? 'no usable server' : undefined);
       return;
     }
     const server = pool.config.servers[index]!;
+    if (queue !== undefined) {
+      pool.state.reserve(index);
+      this.slot = index;
+    }
     this.attempts++;
     this.serverIndex = index;
     this.serverText = server.address.text;
@@ -578,6 +599,7 @@ export class Connection implements EndpointSink, NativeOwner {
         if (err !== undefined) {
           this.ctx.onServerFailure(pool, index, err.code ?? 'error');
           tried.add(index);
+          this.releaseSlot();
           this.connectNext(tried, 'error');
           return;
         }
@@ -599,6 +621,7 @@ export class Connection implements EndpointSink, NativeOwner {
         sock.destroy();
         this.ctx.onServerFailure(pool, index, 'timeout');
         tried.add(index);
+        this.releaseSlot();
         this.connectNext(tried, 'timeout');
       } catch (e) {
         this.fault(e);
@@ -608,6 +631,60 @@ export class Connection implements EndpointSink, NativeOwner {
     // the event loop was blocked past the deadline, timers run before the poll phase that would deliver
     // connects which completed meanwhile, and counting those as timeouts took healthy servers down.
     const timer = (this.timer = setTimeout(() => setImmediate(giveUp), this.listener.timeouts.connect));
+  }
+
+  /**
+   * Every usable server is at its max_connections: wait in the pool's queue for a slot, at most
+   * queue.timeout (reason queue-timeout); a full queue is a `limit`. The client keeps being read meanwhile
+   * (up to the peek cap), so a reset or FIN while waiting is seen at once.
+   */
+  private waitForSlot(queue: PoolQueue, tried: Set<number>, lastFailure: 'error' | 'timeout' | undefined): void {
+    const pool = this.pool!;
+    const waiter: QueueWaiter = {
+      retry: () => {
+        if (this.phase !== 'connect' || this.waiting !== waiter) {
+          queue.leave(waiter);
+          return true;
+        }
+        if (!pool.state.hasFreeSlot(tried)) return false;
+        queue.leave(waiter);
+        this.waiting = undefined;
+        if (this.timer !== undefined) clearTimeout(this.timer);
+        this.timer = undefined;
+        try {
+          this.connectNext(tried, lastFailure, true);
+        } catch (e) {
+          this.fault(e);
+        }
+        return true;
+      },
+    };
+    if (!queue.enter(waiter)) {
+      this.finish('limit', `pool ${pool.config.name}: every server at max_connections and ${queue.size} connections already waiting`);
+      return;
+    }
+    this.waiting = waiter;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      if (this.waiting !== waiter) return;
+      queue.leave(waiter);
+      this.waiting = undefined;
+      try {
+        this.finish('queue-timeout', `pool ${pool.config.name}: no server slot in ${queue.timeout}ms`);
+      } catch (e) {
+        this.fault(e);
+      }
+    }, queue.timeout);
+  }
+
+  /** Gives back the server slot this connection holds (max_connections), and lets a waiter have it. */
+  private releaseSlot(): void {
+    const i = this.slot;
+    if (i === undefined) return;
+    this.slot = undefined;
+    const pool = this.pool!;
+    pool.state.release(i);
+    pool.queue?.wake();
   }
 
   // ── splice ──────────────────────────────────────────────────────────────────────────────────────
@@ -971,6 +1048,11 @@ export class Connection implements EndpointSink, NativeOwner {
       this.client.destroy();
       this.upstream?.destroy();
       if (wasSplicing) this.pool!.state.onDisconnect(this.serverIndex!);
+      if (this.waiting !== undefined) {
+        this.pool!.queue?.leave(this.waiting);
+        this.waiting = undefined;
+      }
+      this.releaseSlot();
     } finally {
       // Counted and logged whatever the teardown did: one outcome per connection.
       this.ctx.onClose(this, reason);

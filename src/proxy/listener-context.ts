@@ -9,12 +9,15 @@ import type { IoEngine } from '../io/io-engine.js';
 import type { CloseReason } from './reasons.js';
 import type { Refusal } from './limits.js';
 import type { MigrationRecorder } from '../migration/record.js';
+import type { PoolQueue } from './pool-queue.js';
 
 export interface PoolRuntime {
   readonly config: PoolConfig;
   readonly state: PoolState;
   /** Set by AffinitySet for `affinity: tls` pools before connections see the pool. */
   affinity?: PoolAffinity;
+  /** Where connections wait for a slot, when some server has max_connections (pool-queue.ts). */
+  readonly queue?: PoolQueue;
 }
 
 export interface ListenerContext {

@@ -14,7 +14,8 @@ export const CLOSE_REASONS = [
   'no-route', // no route matched
   'connect-failed', // every server attempt was refused or failed
   'connect-timeout', // every server attempt failed and the last one timed out
-  'limit', // a connection limit (max_connections)
+  'limit', // a connection limit (max_connections, limits, a full pool queue: detail says which)
+  'queue-timeout', // every usable server was at its max_connections for the pool's queue.timeout
   'shutdown', // closed by a shutdown (SIGTERM/SIGINT) after shutdown_timeout
   'redirected', // migration phase redirect: twinport answered a plaintext HTTP/1 request with a redirect to https
   'migration-reject', // migration phase redirect/reject: twinport answered plaintext with an error, or closed it

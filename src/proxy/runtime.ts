@@ -17,6 +17,8 @@ import { acceptEndpoints, chooseIoEngine, type IoEngine } from '../io/io-engine.
 import type { ListenerContext, PoolRuntime } from './listener-context.js';
 import { connectionCeiling, openDescriptors, softNofileLimit, type ConnectionCeiling } from './fd-limit.js';
 import { CLOSE_REASONS, type CloseReason } from './reasons.js';
+import { PoolQueue } from './pool-queue.js';
+import { DEFAULT_QUEUE } from '../config/compile.js';
 import { takeListenFdsFor, type InheritedSocket } from './listen-fds.js';
 import { ScopeLimits, type Refusal } from './limits.js';
 import { ADMIN_STATES, type AdminState } from '../routing/pool-state.js';
@@ -529,7 +531,9 @@ export class ProxyRuntime {
           if (j >= 0) state.carryTotal(i, old.state.totalConnections(j));
         });
       }
-      pools.set(p.name, { config: p, state });
+      const q = p.queue ?? DEFAULT_QUEUE;
+      const limited = p.servers.some((s) => s.maxConnections !== undefined);
+      pools.set(p.name, { config: p, state, ...(limited && { queue: new PoolQueue(q.size, q.timeout) }) });
     }
     // An operator's states and weights carry over to the servers that stay; a weight set at run time
     // yields to the config when the reload changed that server's weight.

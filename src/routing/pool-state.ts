@@ -37,6 +37,10 @@ export class PoolState implements ServerView {
   private readonly admin: AdminState[];
   /** Connections ever spliced to each server (the admin API's totals). */
   private readonly total: number[];
+  /** Connections holding a slot of each server, from the pick to the close (max_connections). */
+  private readonly reserved: number[];
+  /** Some server has max_connections: only then are slots counted against picks. */
+  private readonly limited: boolean;
   // One balancer per tier: round-robin positions and Maglev tables of primaries and backups are separate.
   private readonly primaryBalancer: Balancer;
   private readonly backupBalancer: Balancer;
@@ -50,6 +54,8 @@ export class PoolState implements ServerView {
     this.active = pool.servers.map(() => 0);
     this.admin = pool.servers.map(() => 'ready');
     this.total = pool.servers.map(() => 0);
+    this.reserved = pool.servers.map(() => 0);
+    this.limited = pool.servers.some((s) => s.maxConnections !== undefined);
     const balancerOpts = {
       ...(pool.hashKey === undefined ? {} : { hashKey: pool.hashKey }),
       ...(opts.maglevTableSize === undefined ? {} : { maglevTableSize: opts.maglevTableSize }),
@@ -68,9 +74,61 @@ export class PoolState implements ServerView {
    */
   pick(ctx: PickContext, exclude: ReadonlySet<number> = NONE): number | undefined {
     const { primaries, backups } = this.eligible();
-    if (primaries.some((i) => !exclude.has(i))) return this.primaryBalancer.pick(primaries, ctx, exclude);
-    if (backups.some((i) => !exclude.has(i))) return this.backupBalancer.pick(backups, ctx, exclude);
+    for (const [tier, balancer] of [
+      [primaries, this.primaryBalancer],
+      [backups, this.backupBalancer],
+    ] as const) {
+      if (!tier.some((i) => !exclude.has(i))) continue;
+      if (!this.limited) return balancer.pick(tier, ctx, exclude);
+      // A tier whose usable servers are all at max_connections is still the tier in play: the connection
+      // waits for one of them (the pool's queue) rather than spilling over to the backups.
+      const full = tier.filter((i) => !exclude.has(i) && this.isFull(i));
+      if (full.length === 0) return balancer.pick(tier, ctx, exclude);
+      if (tier.every((i) => exclude.has(i) || this.isFull(i))) return undefined;
+      return balancer.pick(tier, ctx, new Set([...exclude, ...full]));
+    }
     return undefined;
+  }
+
+  /** A connection takes a slot of server i at its pick (max_connections), until release. */
+  reserve(i: number): void {
+    this.check(i);
+    this.reserved[i]! += 1;
+  }
+
+  release(i: number): void {
+    this.check(i);
+    if (this.reserved[i]! > 0) this.reserved[i]! -= 1;
+  }
+
+  isFull(i: number): boolean {
+    this.check(i);
+    const max = this.servers[i]!.maxConnections;
+    return max !== undefined && this.reserved[i]! >= max;
+  }
+
+  /** Connections holding a slot of server i (connecting or spliced). */
+  slotsTaken(i: number): number {
+    this.check(i);
+    return this.reserved[i]!;
+  }
+
+  /** Some usable server outside `exclude` has a free slot: a waiting connection may try now. */
+  hasFreeSlot(exclude: ReadonlySet<number> = NONE): boolean {
+    const { primaries, backups } = this.eligible();
+    const tier = primaries.some((i) => !exclude.has(i)) ? primaries : backups;
+    return tier.some((i) => !exclude.has(i) && !this.isFull(i));
+  }
+
+  /**
+   * No pick now only because servers are full: some usable server outside `exclude` is at its
+   * max_connections, so a connection may wait for a slot. False when nothing usable is left at all.
+   */
+  waitable(exclude: ReadonlySet<number> = NONE): boolean {
+    if (!this.limited) return false;
+    const { primaries, backups } = this.eligible();
+    const tier = primaries.some((i) => !exclude.has(i)) ? primaries : backups;
+    return tier.some((i) => !exclude.has(i) && this.isFull(i));
   }
 
   /** Call when an attempt to server i starts (counts towards least-conn / random while connecting). */

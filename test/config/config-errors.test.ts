@@ -152,7 +152,7 @@ test('every error of a file is reported, once each, in file order', (t) => {
     '6:13 listeners[0].routes[0].to: unknown pool "web" (pools: https)',
     '7:9 listeners[0].routes[1].match: required key is missing',
     '10:14 pools.https.retries: must be a whole number from 0 to 100',
-    '12:9 pools.https.servers[0]: must be a "host:port" string or a mapping { address, weight, send_proxy, backup }',
+    '12:9 pools.https.servers[0]: must be a "host:port" string or a mapping { address, weight, send_proxy, backup, max_connections }',
     '13:48 pools.https.servers[1].backup: must be true or false',
     '14:15 log.level: must be one of fatal, error, warn, info, debug, trace, silent',
     '14:32 log.raw_bytes: must be true or false',

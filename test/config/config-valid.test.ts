@@ -51,6 +51,7 @@ test('the design.md §3 example (plus the two pools it names) loads with the rig
     balance: 'round-robin',
     retries: 0,
     affinityTable: { size: 100_000, ttl: 3_600_000, sidTtl: 300_000 },
+    queue: { size: 1024, timeout: 5000 },
     servers: [{ address: { text: '127.0.0.1:5080', host: '127.0.0.1', port: 5080 }, weight: 1, backup: false }],
   });
   const https = c.pools['https']!;

@@ -347,3 +347,29 @@ test('a non-prime Maglev table size and out-of-range indices are errors with cod
   t.throws(() => p.setWeight(0, -1), { code: 'TWP_ERR_POOL_WEIGHT' } as never);
   t.throws(() => p.setWeight(0, Number.NaN), { code: 'TWP_ERR_POOL_WEIGHT' } as never);
 });
+
+test('max_connections: a full server is not picked, a tier of full servers gives no pick and is waitable, a release frees the slot', async (t) => {
+  const { PoolState } = await import('../../src/routing/pool-state.js');
+  const servers = [0, 1, 2].map((i) => ({
+    address: { text: `127.0.0.1:${5000 + i}`, host: '127.0.0.1', port: 5000 + i },
+    weight: 1,
+    backup: i === 2,
+    ...(i < 2 && { maxConnections: 1 }),
+  }));
+  const s = new PoolState({ name: 'p', balance: 'first', retries: 2, affinityTable: { size: 1, ttl: 1, sidTtl: 1 }, servers });
+  t.is(s.pick({ sourceIp: '' }), 0);
+  s.reserve(0);
+  t.true(s.isFull(0));
+  t.is(s.pick({ sourceIp: '' }), 1, 'the full server is skipped');
+  s.reserve(1);
+  t.is(s.pick({ sourceIp: '' }), undefined, 'primaries full: no pick, and not the backup (it is for down servers)');
+  t.true(s.waitable());
+  t.false(s.hasFreeSlot());
+  s.release(0);
+  t.true(s.hasFreeSlot());
+  t.is(s.pick({ sourceIp: '' }), 0);
+  s.setUp(0, false);
+  s.setUp(1, false);
+  t.is(s.pick({ sourceIp: '' }), 2, 'the backup when the primaries are down');
+  t.false(s.waitable(), 'nothing to wait for once the primaries are down');
+});
