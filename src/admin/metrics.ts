@@ -76,6 +76,21 @@ export function createProxyMetrics(runtime: ProxyRuntime, opts: { readonly proce
     registers: [registry],
   });
 
+  // One labelled child per listener / pool, kept: `observe(labels, v)` hashes the label set on every call,
+  // which at one call per connection cost more than the rest of the close observer.
+  const peekChildren = new Map<string, { observe(v: number): void }>();
+  const connectChildren = new Map<string, { observe(v: number): void }>();
+  const peekFor = (listener: string) => {
+    let h = peekChildren.get(listener);
+    if (h === undefined) peekChildren.set(listener, (h = peek.labels({ listener })));
+    return h;
+  };
+  const connectFor = (pool: string) => {
+    let h = connectChildren.get(pool);
+    if (h === undefined) connectChildren.set(pool, (h = connect.labels({ pool })));
+    return h;
+  };
+
   runtime.addCloseObserver((conn: Connection, reason: CloseReason) => {
     const listener = conn.listenerName;
     outcomes.add(`${listener}${SEP}${conn.protocol ?? 'unknown'}${SEP}${reason}`);
@@ -90,9 +105,9 @@ export function createProxyMetrics(runtime: ProxyRuntime, opts: { readonly proce
       if (conn.retries > 0) retries.add(pool, conn.retries);
     }
     const p = conn.peekSeconds;
-    if (p !== undefined) peek.observe({ listener }, p);
+    if (p !== undefined) peekFor(listener).observe(p);
     const c = conn.connectSeconds;
-    if (c !== undefined && pool !== undefined) connect.observe({ pool }, c);
+    if (c !== undefined && pool !== undefined) connectFor(pool).observe(c);
   });
 
   new Counter({
