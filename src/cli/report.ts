@@ -5,7 +5,7 @@ import { loadConfigFile } from '../config/load.js';
 import { parsePeriod } from '../config/units.js';
 import type { TwinportConfig } from '../config/types.js';
 import { TwinportError } from '../errors.js';
-import { configPhaseOf } from '../proxy/runtime.js';
+import { configPhaseOf } from '../migration/phase.js';
 import { recordName } from '../migration/record.js';
 import type { RecordStore } from '../migration/record-store.js';
 import { RedisRecordStore } from '../migration/redis-store.js';

@@ -2,12 +2,13 @@
 // a listener that has a `migration` block, decided from the peek alone, before any backend is chosen, so a
 // connection is either answered by twinport or spliced, never both. Pure: facts in, decision out; the
 // proxy writes the answer (src/proxy/connection.ts).
-import type { MigrationConfig, MigrationPhase } from '../config/types.js';
+import type { MigrationConfig, MigrationPhase, TwinportConfig } from '../config/types.js';
 import type { HttpFields } from '../protocol/http-head.js';
 import { anyCidrContains } from '../routing/cidr.js';
 import { matchName } from '../routing/name-pattern.js';
 import { matchUserAgent } from './user-agent.js';
 import { httpsLocation } from './response.js';
+import { OVERFLOW_NAME } from './record.js';
 
 /** Why a connection was answered with `migration-reject` (the close line's `detail`). */
 export type RejectWhy =
@@ -70,4 +71,12 @@ export function decideMigration(m: MigrationConfig, f: MigrationFacts): Migratio
   if (http.targetForm === 'authority') return url === undefined ? { kind: 'reject', phase, why: 'connect' } : { kind: 'reject', phase, why: 'connect', url };
   if (url === undefined) return { kind: 'reject', phase, why: 'no-host' };
   return { kind: 'redirect', phase, location: url };
+}
+
+/** The phase the running config gives a recorded name ('' = no Host: the listener's own phase). */
+export function configPhaseOf(config: TwinportConfig): (listener: string, name: string) => MigrationPhase | undefined {
+  return (listener, name) => {
+    const m = config.listeners.find((l) => l.name === listener)?.migration;
+    return m === undefined ? undefined : phaseFor(m, name === '' || name === OVERFLOW_NAME ? undefined : name);
+  };
 }

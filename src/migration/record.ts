@@ -334,3 +334,26 @@ function countOutcome(slot: NameSlot, protocol: PlainProtocol | 'tls', outcome: 
   if (o !== undefined) o.count++;
   else slot.outcomes.set(key, { listener: slot.listener, name: slot.name, protocol, outcome, count: 1 });
 }
+
+/** The `maxNames` busiest names of each listener kept, the rest summed under OVERFLOW_NAME (a metric's label set stays small). */
+export function boundedOutcomes(counts: readonly OutcomeCount[], maxNames: number): OutcomeCount[] {
+  const totals = new Map<string, Map<string, number>>();
+  for (const c of counts) {
+    let names = totals.get(c.listener);
+    if (names === undefined) totals.set(c.listener, (names = new Map()));
+    names.set(c.name, (names.get(c.name) ?? 0) + c.count);
+  }
+  const kept = new Map<string, Set<string>>();
+  for (const [listener, names] of totals) {
+    kept.set(listener, new Set([...names].filter(([n]) => n !== OVERFLOW_NAME).sort((a, b) => b[1] - a[1]).slice(0, maxNames).map(([n]) => n)));
+  }
+  const out = new Map<string, OutcomeCount>();
+  for (const c of counts) {
+    const name = kept.get(c.listener)!.has(c.name) ? c.name : OVERFLOW_NAME;
+    const key = `${c.listener}\n${name}\n${c.protocol}\n${c.outcome}`;
+    const o = out.get(key);
+    if (o !== undefined) o.count += c.count;
+    else out.set(key, { listener: c.listener, name, protocol: c.protocol, outcome: c.outcome, count: c.count });
+  }
+  return [...out.values()];
+}

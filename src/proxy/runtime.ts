@@ -5,7 +5,7 @@ import { closeSync, openSync } from 'node:fs';
 import net, { type AddressInfo, type Server } from 'node:net';
 import { devNull } from 'node:os';
 import type { Logger } from 'pino';
-import type { ListenerConfig, MigrationPhase, TwinportConfig } from '../config/types.js';
+import type { ListenerConfig, TwinportConfig } from '../config/types.js';
 import { TwinportError } from '../errors.js';
 import { PoolState } from '../routing/pool-state.js';
 import type { AffinityStats } from '../affinity/affinity-pool.js';
@@ -24,8 +24,8 @@ import { ScopeLimits, type Refusal } from './limits.js';
 import { ADMIN_STATES, type AdminState } from '../routing/pool-state.js';
 import { openRecordStore, RecordWriter } from '../migration/record-writer.js';
 import { buildReport, reportReadSince, type MigrationReport } from '../migration/report.js';
-import { phaseFor } from '../migration/phase.js';
-import { OVERFLOW_NAME, type OutcomeCount } from '../migration/record.js';
+import { configPhaseOf } from '../migration/phase.js';
+import { boundedOutcomes, type OutcomeCount } from '../migration/record.js';
 
 /** See logFault. */
 const FAULTS_PER_SECOND = 10;
@@ -34,38 +34,8 @@ const MAX_STACK = 4096;
 /** Names per listener in migrationCounters(): the rest are summed under OVERFLOW_NAME. */
 const METRIC_NAMES = 100;
 
-export function boundedOutcomes(counts: readonly OutcomeCount[], maxNames: number): OutcomeCount[] {
-  const totals = new Map<string, Map<string, number>>();
-  for (const c of counts) {
-    let names = totals.get(c.listener);
-    if (names === undefined) totals.set(c.listener, (names = new Map()));
-    names.set(c.name, (names.get(c.name) ?? 0) + c.count);
-  }
-  const kept = new Map<string, Set<string>>();
-  for (const [listener, names] of totals) {
-    kept.set(listener, new Set([...names].filter(([n]) => n !== OVERFLOW_NAME).sort((a, b) => b[1] - a[1]).slice(0, maxNames).map(([n]) => n)));
-  }
-  const out = new Map<string, OutcomeCount>();
-  for (const c of counts) {
-    const name = kept.get(c.listener)!.has(c.name) ? c.name : OVERFLOW_NAME;
-    const key = `${c.listener}\n${name}\n${c.protocol}\n${c.outcome}`;
-    const o = out.get(key);
-    if (o !== undefined) o.count += c.count;
-    else out.set(key, { listener: c.listener, name, protocol: c.protocol, outcome: c.outcome, count: c.count });
-  }
-  return [...out.values()];
-}
-
 function hasMigration(config: TwinportConfig): boolean {
   return config.listeners.some((l) => l.migration !== undefined);
-}
-
-/** The phase the running config gives a recorded name ('' = no Host: the listener's own phase). */
-export function configPhaseOf(config: TwinportConfig): (listener: string, name: string) => MigrationPhase | undefined {
-  return (listener, name) => {
-    const m = config.listeners.find((l) => l.name === listener)?.migration;
-    return m === undefined ? undefined : phaseFor(m, name === '' || name === '*' ? undefined : name);
-  };
 }
 
 interface ListenerHandle {

@@ -193,7 +193,7 @@ test('bots and health checkers are recognised by User-Agent; periods print as wr
 });
 
 test('the outcome metric keeps the busiest names per listener and sums the rest under "*"', async (t) => {
-  const { boundedOutcomes } = await import('../../src/proxy/runtime.js');
+  const { boundedOutcomes } = await import('../../src/migration/record.js');
   const counts = [
     { listener: 'ks', name: 'a', protocol: 'http' as const, outcome: 'spliced' as const, count: 10 },
     { listener: 'ks', name: 'b', protocol: 'http' as const, outcome: 'spliced' as const, count: 5 },
