@@ -11,6 +11,7 @@ export const ERROR_CODES = {
   TWP_ERR_LISTEN_FDS: 'the inherited sockets (systemd socket activation or an upgrade) and the listeners do not match',
   TWP_ERR_IO_ENGINE: 'the configured io_engine is not available in this Node',
   TWP_ERR_NATIVE: 'the native splice addon was called with arguments it does not take (a bug in twinport)',
+  TWP_ERR_NATIVE_SPLICE: 'TWINPORT_NATIVE_SPLICE is not off, auto or always',
   TWP_ERR_DEMO_START: 'the demo backends could not start',
   TWP_ERR_PROXY_HEADER_BUILD: 'a PROXY protocol header could not be built from the given addresses',
   TWP_ERR_POOL_MAGLEV_SIZE: 'the Maglev table size is not a usable prime',

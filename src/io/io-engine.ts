@@ -25,12 +25,14 @@ export function chooseIoEngine(setting: IoEngineSetting, libuvAvailable = LIBUV 
     case 'streams':
       return { engine: 'streams', why: 'configured' };
     case 'native':
+      if (native.engine !== undefined && native.spliceError !== undefined) throw spliceError(native.spliceError);
       if (native.engine !== undefined) return { engine: 'native', why: `configured; ${native.why}` };
       throw new TwinportError('TWP_ERR_IO_ENGINE', `io_engine: native is not available: ${native.why} (use auto, libuv or streams)`);
     case 'libuv':
       if (libuvAvailable) return { engine: 'libuv', why: 'configured' };
       throw new TwinportError('TWP_ERR_IO_ENGINE', `io_engine: libuv is not available in Node ${process.version} (use auto or streams)`);
     case 'auto':
+      if (native.engine !== undefined && native.spliceError !== undefined) throw spliceError(native.spliceError);
       if (native.engine !== undefined) return { engine: 'native', why: `auto: native ${native.why}` };
       if (libuvAvailable) return { engine: 'libuv', why: `auto: native unavailable, ${native.why}` };
       return { engine: 'streams', why: `auto: native unavailable (${native.why}), and this Node lacks the libuv handles` };
@@ -39,6 +41,10 @@ export function chooseIoEngine(setting: IoEngineSetting, libuvAvailable = LIBUV 
       throw new Error(`unknown io_engine ${String(never)}`);
     }
   }
+}
+
+function spliceError(why: string): TwinportError {
+  return new TwinportError('TWP_ERR_NATIVE_SPLICE', `${why} (docs/native.md)`);
 }
 
 export function resolveIoEngine(setting: IoEngineSetting, libuvAvailable = LIBUV !== undefined, native: NativeStatus = NATIVE): IoEngine {

@@ -15,7 +15,19 @@ interface Addon {
   counts(slot: number): boolean;
   selfCheck(): string | null;
   live(): number;
+  splice(mode: number): string | null;
 }
+
+/**
+ * Which transfers go through splice(2) (TWINPORT_NATIVE_SPLICE, read once at start; docs/native.md):
+ * `auto`, a direction switches to a pipe of its own after a read that filled the 64 KiB scratch buffer
+ * (bulk); `always`, every direction reads into its pipe; `off`, recv/send only.
+ */
+export type SpliceMode = 'off' | 'auto' | 'always';
+export const SPLICE_MODES: readonly SpliceMode[] = ['off', 'auto', 'always'];
+export const SPLICE_ENV = 'TWINPORT_NATIVE_SPLICE';
+/** The measured winner per transfer size (docs/native.md). */
+export const DEFAULT_SPLICE: SpliceMode = 'auto';
 
 /** How a natively spliced pair ended: the JavaScript splice's outcomes (docs/reasons.md). */
 export type NativeReason = 'done' | 'client-reset' | 'server-reset' | 'idle-timeout';
@@ -65,6 +77,15 @@ export class NativeEngine {
     return this.addon.counts(slot) ? this.readCounts() : undefined;
   }
 
+  /**
+   * Sets the splice mode for pairs started from now on. It runs splice(2) once on socketpairs first: when
+   * that fails the mode is `off` and the answer says why.
+   */
+  setSplice(mode: SpliceMode): { readonly mode: SpliceMode; readonly why?: string } {
+    const failed = this.addon.splice(SPLICE_MODES.indexOf(mode));
+    return failed === null ? { mode } : { mode: 'off', why: failed };
+  }
+
   /** Pairs being carried now (tests count them). */
   live(): number {
     return this.addon.live();
@@ -102,6 +123,16 @@ export interface NativeStatus {
   readonly engine: NativeEngine | undefined;
   /** Why it is there or not: the start line says it. */
   readonly why: string;
+  /** TWINPORT_NATIVE_SPLICE holds something else than off, auto or always: a start error on this engine. */
+  readonly spliceError?: string;
+}
+
+/** The splice mode the environment asks for, or what is wrong with it. */
+export function spliceSetting(env: NodeJS.ProcessEnv = process.env): { mode: SpliceMode } | { error: string } {
+  const raw = env[SPLICE_ENV];
+  if (raw === undefined || raw === '') return { mode: DEFAULT_SPLICE };
+  const mode = SPLICE_MODES.find((m) => m === raw.trim().toLowerCase());
+  return mode !== undefined ? { mode } : { error: `${SPLICE_ENV}=${JSON.stringify(raw)} is not one of ${SPLICE_MODES.join(', ')}` };
 }
 
 export function loadNative(path = addonPath()): NativeStatus {
@@ -115,7 +146,12 @@ export function loadNative(path = addonPath()): NativeStatus {
   if (typeof addon.selfCheck !== 'function' || typeof addon.start !== 'function') return { engine: undefined, why: 'addon lacks the expected functions' };
   const failed = addon.selfCheck();
   if (failed !== null) return { engine: undefined, why: `addon self-check failed: ${failed}` };
-  return { engine: new NativeEngine(addon), why: 'addon loaded and its self-check passed' };
+  const engine = new NativeEngine(addon);
+  const setting = spliceSetting();
+  if ('error' in setting) return { engine, why: 'addon loaded and its self-check passed', spliceError: setting.error };
+  const splice = typeof addon.splice === 'function' ? engine.setSplice(setting.mode) : { mode: 'off' as const, why: 'addon lacks splice()' };
+  const spliceWhy = splice.why !== undefined ? `splice(2) off: ${splice.why}` : `splice(2) ${splice.mode}`;
+  return { engine, why: `addon loaded and its self-check passed; ${spliceWhy}` };
 }
 
 /** Loaded once per process (each --workers worker loads its own). */

@@ -8,6 +8,8 @@
  *   counts(slot) → the same, for a pair that goes on (the admin API's live byte counts)
  *   selfCheck() → null, or what failed
  *   live() → pairs running
+ *   splice(mode) → null, or why splice(2) cannot be used here (the mode is then off)
+ *                         0 off, 1 auto, 2 always (splice.h), for pairs started from now on
  * Slots are small integers reused after a pair ends, so JavaScript can index an array with them. */
 #define _GNU_SOURCE
 #define NAPI_VERSION 8
@@ -21,6 +23,7 @@
 #include <unistd.h>
 
 #include "pair.h"
+#include "splice.h"
 
 struct slot_pair {
   struct pair pair;    /* first: pair_release gets this pointer back */
@@ -306,6 +309,25 @@ static napi_value js_self_check(napi_env env, napi_callback_info info) {
   return out;
 }
 
+static napi_value js_splice(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], out;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  struct addon *a = addon_of(env);
+  uint32_t mode;
+  if (a == NULL || !a->pl_ready || argc < 1) return throw_last(env, "splice(mode)");
+  CHECK(napi_get_value_uint32(env, argv[0], &mode));
+  if (mode > SPLICE_ALWAYS) {
+    napi_throw_range_error(env, "TWP_ERR_NATIVE", "splice mode must be 0, 1 or 2");
+    return NULL;
+  }
+  const char *why = mode == SPLICE_OFF ? NULL : splice_self_check();
+  a->pl.splice_mode = why == NULL ? (int)mode : SPLICE_OFF;
+  if (why == NULL) CHECK(napi_get_null(env, &out));
+  else CHECK(napi_create_string_utf8(env, why, NAPI_AUTO_LENGTH, &out));
+  return out;
+}
+
 /* At environment teardown (process exit, a worker thread ending): live pairs close their descriptors,
  * then the addon's memory goes. One hook does both, in that order: closing a pair gives its chunks back
  * to the loop's buffers. A pair's own memory is freed by its handles' close callbacks if the loop still
@@ -346,6 +368,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"selfCheck", NULL, js_self_check, NULL, NULL, NULL, napi_default, NULL},
       {"live", NULL, js_live, NULL, NULL, NULL, napi_default, NULL},
       {"counts", NULL, js_counts, NULL, NULL, NULL, napi_default, NULL},
+      {"splice", NULL, js_splice, NULL, NULL, NULL, napi_default, NULL},
   };
   CHECK(napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   return exports;

@@ -6,6 +6,7 @@
  * the failing side's outcome, and a RST to the other side when the error was the peer going away. */
 #define _GNU_SOURCE
 #include "pair.h"
+#include "splice.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -131,6 +132,10 @@ static int flush(struct pair *p, int k) {
     if (d->pend_off < d->pend_len) return 0;
     pend_free(p, d);
   }
+  if (d->pipe != NULL && d->pipe->len > 0) {
+    int err = splice_flush(p, k);
+    if (err != 0 || d->pipe->len > 0) return err;
+  }
   if (d->eof && !d->shut) {
     /* ENOTCONN: the peer is gone already; as net.Socket does, the FIN counts as sent. */
     if (shutdown(dst->fd, SHUT_WR) != 0 && errno != ENOTCONN) return -errno;
@@ -147,6 +152,11 @@ static int pump(struct pair *p, int k, int *err_side) {
   struct pair_side *src = &p->side[k];
   struct pair_side *dst = &p->side[1 - k];
   int reads = 0;
+  if (splice_on(p, k)) {
+    int err = splice_pump(p, k, READS_PER_EVENT, err_side);
+    if (err != 0) return err;
+    reads = READS_PER_EVENT;
+  }
   while (reads < READS_PER_EVENT && !d->eof && d->pend == NULL) {
     ssize_t n = recv(src->fd, pl->scratch, PAIR_CHUNK, 0);
     if (n < 0) {
@@ -178,12 +188,15 @@ static int pump(struct pair *p, int k, int *err_side) {
       d->pend_chunk = 1;
       d->pend_off = 0;
       d->pend_len = (size_t)(n - w);
+    } else if (n == PAIR_CHUNK && splice_bulk(p, k)) {
+      /* Bulk: the next reads go through the direction's pipe (the poll brings them). */
+      break;
     }
     /* A short read emptied the socket (as far as we can tell): the poll says when more arrives,
      * without a recv that would only answer EAGAIN. */
     if (n < PAIR_CHUNK) break;
   }
-  if (d->eof && d->pend == NULL) {
+  if (d->eof && !dir_pending(d)) {
     int err = flush(p, k);
     if (err != 0) {
       *err_side = 1 - k;
@@ -195,8 +208,8 @@ static int pump(struct pair *p, int k, int *err_side) {
 
 static int wanted(const struct pair *p, int k) {
   int ev = 0;
-  if (!p->dir[k].eof && p->dir[k].pend == NULL) ev |= EPOLLIN;
-  if (p->dir[1 - k].pend != NULL || (p->dir[1 - k].eof && !p->dir[1 - k].shut)) ev |= EPOLLOUT;
+  if (!p->dir[k].eof && !dir_pending(&p->dir[k])) ev |= EPOLLIN;
+  if (dir_pending(&p->dir[1 - k]) || (p->dir[1 - k].eof && !p->dir[1 - k].shut)) ev |= EPOLLOUT;
   return ev;
 }
 
@@ -249,6 +262,7 @@ static void close_all(struct pair *p, int reset_side) {
   uv_close((uv_handle_t *)&p->idle, on_handle_closed);
   pend_free(p, &p->dir[0]);
   pend_free(p, &p->dir[1]);
+  splice_close(p);
   pairs_less(p->pl);
 }
 
@@ -282,7 +296,7 @@ static void on_event(struct pair *p, int k, uint32_t events) {
   /* Writable: the bytes waiting for side k (direction 1-k), then FIN if it is due. A hang-up makes the
    * write or the read report it. */
   if ((events & (EPOLLOUT | EPOLLHUP)) && (wanted(p, k) & EPOLLOUT)) err = flush(p, 1 - k);
-  if (err == 0 && (events & (EPOLLIN | EPOLLHUP)) && p->dir[k].pend == NULL && !p->dir[k].eof) err = pump(p, k, &err_side);
+  if (err == 0 && (events & (EPOLLIN | EPOLLHUP)) && !dir_pending(&p->dir[k]) && !p->dir[k].eof) err = pump(p, k, &err_side);
   if (err != 0) {
     fail(p, err_side, -err);
     return;
@@ -372,6 +386,7 @@ int pair_start(struct pair_loop *pl, struct pair *p, int client_fd, int server_f
   p->side[SIDE_SERVER].fd = server_fd;
   p->dir[SIDE_CLIENT].eof = client_eof;
   p->dir[SIDE_SERVER].eof = server_eof;
+  splice_init(p);
   if (initial_len > 0) {
     char *copy = malloc(initial_len);
     if (copy == NULL) return -ENOMEM;

@@ -29,9 +29,12 @@ struct pair_dir {
   int pend_chunk;    /* pend came from the chunk pool (else malloc'd to size) */
   int eof;           /* FIN read from src */
   int shut;          /* FIN sent to the other side */
+  int splice;        /* its splice mode (splice.h), or -1: no pipe could be had */
+  struct pair_pipe *pipe; /* open once the direction switched to splice(2) (splice.h), else NULL */
 };
 
 struct pair;
+struct pair_pipe;
 
 struct pair_side {
   int fd;
@@ -71,6 +74,7 @@ struct pair_loop {
   char *scratch;           /* every read lands here first: PAIR_CHUNK bytes */
   char **spare;            /* free chunks, at most PAIR_SPARE */
   int nspare;
+  int splice_mode;         /* for pairs started from now on (splice.h) */
 };
 
 #define PAIR_CHUNK (64 * 1024)
