@@ -3,6 +3,9 @@
 //   twinport      this project, from its CLI (io_engine auto: native where the addon built, else libuv)
 //   twinport-libuv    the same with io_engine: libuv (the native engine's fallback): the native gain, per cell
 //   twinport-streams  the same with io_engine: streams (net.Socket), the fallback engine
+//   twinport-copy     the native engine with TWINPORT_NATIVE_SPLICE=off: recv/send only (only with --only)
+//   twinport-splice   the native engine with TWINPORT_NATIVE_SPLICE=always: splice(2) for every byte (only
+//                 with --only); `twinport` runs the default (auto), so the three give splice's gain per cell
 //   twinport-admin    the same with an admin listener that the run scrapes (GET /metrics) once a second:
 //                 the cost of metrics (docs/admin.md)
 //   twinport-record   the same with `migration: { phase: observe }`: every connection recorded (SQLite store
@@ -28,6 +31,8 @@ export const TARGET_NAMES = [
   'twinport',
   'twinport-libuv',
   'twinport-streams',
+  'twinport-copy',
+  'twinport-splice',
   'twinport-record',
   'twinport-admin',
   'haproxy',
@@ -87,6 +92,7 @@ export function unavailable(name: TargetName): string | undefined {
 export function notByDefault(name: TargetName, baselineDir: string | undefined): string | undefined {
   if (name === 'twinport-base' && baselineDir === undefined) return 'needs --baseline DIR';
   if (name === 'naive-raw') return 'an experiment on deprecated internals: only with --only';
+  if (name === 'twinport-copy' || name === 'twinport-splice') return 'a splice(2) mode of the native engine: only with --only';
   return undefined;
 }
 
@@ -198,6 +204,8 @@ export async function startTarget(name: TargetName, ctx: TargetContext): Promise
     case 'twinport':
     case 'twinport-libuv':
     case 'twinport-streams':
+    case 'twinport-copy':
+    case 'twinport-splice':
     case 'twinport-record':
     case 'twinport-admin':
     case 'twinport-w2':
@@ -220,7 +228,13 @@ export async function startTarget(name: TargetName, ctx: TargetContext): Promise
       if (name === 'twinport-w2') args.push('--workers', '2', '--scheduling', 'rr');
       if (name === 'twinport-w2-none') args.push('--workers', '2', '--scheduling', 'none');
       const multi = name === 'twinport-w2' || name === 'twinport-w2-none';
-      const env = name === 'twinport-base' && ctx.baseEnv !== undefined ? { ...process.env, ...ctx.baseEnv } : undefined;
+      const splice = name === 'twinport-copy' ? 'off' : name === 'twinport-splice' ? 'always' : undefined;
+      const env =
+        name === 'twinport-base' && ctx.baseEnv !== undefined
+          ? { ...process.env, ...ctx.baseEnv }
+          : splice !== undefined
+            ? { ...process.env, TWINPORT_NATIVE_SPLICE: splice }
+            : undefined;
       const running = await spawnProxy(name, multi ? { ...ctx, cpus: ctx.allCpus } : ctx, port, ...twinportCommand(root, ctx.nodeFlags, args), env);
       if (adminPort === undefined) return running;
       // Scraped as a Prometheus server would, once a second, for the target's whole life: the proxy's

@@ -16,6 +16,16 @@ interface Addon {
   selfCheck(): string | null;
   live(): number;
   splice(mode: number): string | null;
+  spliceStats(): [number, number, number];
+}
+
+/** What the splice(2) path did in this process (tests prove the path with it). */
+export interface SpliceStats {
+  /** Pipes open now: two descriptors each. */
+  readonly pipesOpen: number;
+  readonly pipesOpened: number;
+  /** Bytes written out of a pipe since start. */
+  readonly splicedBytes: number;
 }
 
 /**
@@ -84,6 +94,11 @@ export class NativeEngine {
   setSplice(mode: SpliceMode): { readonly mode: SpliceMode; readonly why?: string } {
     const failed = this.addon.splice(SPLICE_MODES.indexOf(mode));
     return failed === null ? { mode } : { mode: 'off', why: failed };
+  }
+
+  spliceStats(): SpliceStats {
+    const [pipesOpen, pipesOpened, splicedBytes] = this.addon.spliceStats();
+    return { pipesOpen, pipesOpened, splicedBytes };
   }
 
   /** Pairs being carried now (tests count them). */

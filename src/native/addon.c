@@ -10,6 +10,7 @@
  *   live() → pairs running
  *   splice(mode) → null, or why splice(2) cannot be used here (the mode is then off)
  *                         0 off, 1 auto, 2 always (splice.h), for pairs started from now on
+ *   spliceStats() → [pipes open, pipes opened since start, bytes spliced since start]
  * Slots are small integers reused after a pair ends, so JavaScript can index an array with them. */
 #define _GNU_SOURCE
 #define NAPI_VERSION 8
@@ -328,6 +329,20 @@ static napi_value js_splice(napi_env env, napi_callback_info info) {
   return out;
 }
 
+static napi_value js_splice_stats(napi_env env, napi_callback_info info) {
+  (void)info;
+  struct addon *a = addon_of(env);
+  if (a == NULL || !a->pl_ready) return throw_last(env, "spliceStats()");
+  double v[3] = {(double)a->pl.pipes, (double)a->pl.pipes_opened, (double)a->pl.spliced};
+  napi_value out, n;
+  CHECK(napi_create_array_with_length(env, 3, &out));
+  for (uint32_t i = 0; i < 3; i++) {
+    CHECK(napi_create_double(env, v[i], &n));
+    CHECK(napi_set_element(env, out, i, n));
+  }
+  return out;
+}
+
 /* At environment teardown (process exit, a worker thread ending): live pairs close their descriptors,
  * then the addon's memory goes. One hook does both, in that order: closing a pair gives its chunks back
  * to the loop's buffers. A pair's own memory is freed by its handles' close callbacks if the loop still
@@ -369,6 +384,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"live", NULL, js_live, NULL, NULL, NULL, napi_default, NULL},
       {"counts", NULL, js_counts, NULL, NULL, NULL, napi_default, NULL},
       {"splice", NULL, js_splice, NULL, NULL, NULL, napi_default, NULL},
+      {"spliceStats", NULL, js_splice_stats, NULL, NULL, NULL, napi_default, NULL},
   };
   CHECK(napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   return exports;

@@ -75,6 +75,9 @@ struct pair_loop {
   char **spare;            /* free chunks, at most PAIR_SPARE */
   int nspare;
   int splice_mode;         /* for pairs started from now on (splice.h) */
+  unsigned pipes;          /* open now (two descriptors each) */
+  uint64_t pipes_opened;   /* since start, and bytes written out of a pipe: the tests' proof of the path */
+  uint64_t spliced;
 };
 
 #define PAIR_CHUNK (64 * 1024)

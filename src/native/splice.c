@@ -26,7 +26,8 @@ void splice_init(struct pair *p) {
   for (int k = 0; k < 2; k++) p->dir[k].splice = p->pl->splice_mode;
 }
 
-static void pipe_free(struct pair_pipe *pp) {
+static void pipe_free(struct pair_loop *pl, struct pair_pipe *pp) {
+  pl->pipes--;
   (void)close(pp->rd);
   (void)close(pp->wr);
   free(pp);
@@ -46,6 +47,8 @@ static int pipe_open(struct pair *p, int k) {
   pp->wr = fds[1];
   pp->len = 0;
   p->dir[k].pipe = pp;
+  p->pl->pipes++;
+  p->pl->pipes_opened++;
   return 1;
 }
 
@@ -68,6 +71,7 @@ int splice_flush(struct pair *p, int k) {
     if (n > 0) {
       pp->len -= (size_t)n;
       dst->bytes_written += (uint64_t)n;
+      p->pl->spliced += (uint64_t)n;
       continue;
     }
     if (n == 0) break; /* not with bytes in the pipe; never spin on it */
@@ -123,7 +127,7 @@ int splice_pump(struct pair *p, int k, int reads_max, int *err_side) {
 void splice_close(struct pair *p) {
   for (int k = 0; k < 2; k++) {
     if (p->dir[k].pipe == NULL) continue;
-    pipe_free(p->dir[k].pipe);
+    pipe_free(p->pl, p->dir[k].pipe);
     p->dir[k].pipe = NULL;
   }
 }
