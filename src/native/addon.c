@@ -323,7 +323,7 @@ static napi_value js_splice(napi_env env, napi_callback_info info) {
     return NULL;
   }
   const char *why = mode == SPLICE_OFF ? NULL : splice_self_check();
-  a->pl.splice_mode = why == NULL ? (int)mode : SPLICE_OFF;
+  splice_set_mode(&a->pl, why == NULL ? (int)mode : SPLICE_OFF);
   if (why == NULL) CHECK(napi_get_null(env, &out));
   else CHECK(napi_create_string_utf8(env, why, NAPI_AUTO_LENGTH, &out));
   return out;

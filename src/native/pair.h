@@ -76,6 +76,7 @@ struct pair_loop {
   int nspare;
   int splice_mode;         /* for pairs started from now on (splice.h) */
   unsigned pipes;          /* open now (two descriptors each) */
+  unsigned pipes_max;      /* at most a quarter of RLIMIT_NOFILE in pipes (splice.c) */
   uint64_t pipes_opened;   /* since start, and bytes written out of a pipe: the tests' proof of the path */
   uint64_t spliced;
 };

@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -21,6 +22,18 @@
 
 /* A pipe failed to open for this pair: it stays on recv/send. */
 #define SPLICE_REFUSED (-1)
+
+/* The connection ceiling gives every descriptor to connections (two each): pipes take them from the same
+ * RLIMIT_NOFILE, so they get at most a quarter of it (HAProxy's maxpipes default, maxconn/4, is the same
+ * share). Past it a pair stays on recv/send, as when pipe2 fails. */
+void splice_set_mode(struct pair_loop *pl, int mode) {
+  struct rlimit rl;
+  rlim_t budget = 1024;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) budget = rl.rlim_cur;
+  budget /= 8;
+  pl->pipes_max = budget > 65536 ? 65536 : budget < 1 ? 1 : (unsigned)budget;
+  pl->splice_mode = mode;
+}
 
 void splice_init(struct pair *p) {
   for (int k = 0; k < 2; k++) p->dir[k].splice = p->pl->splice_mode;
@@ -33,10 +46,10 @@ static void pipe_free(struct pair_loop *pl, struct pair_pipe *pp) {
   free(pp);
 }
 
-/* Opens direction k's pipe. Any failure (no descriptor left, no memory) is not the pair's: both
- * directions stay on recv/send, so that a pair never waits for a descriptor. */
+/* Opens direction k's pipe. Any failure (the budget spent, no descriptor left, no memory) is not the
+ * pair's: both directions stay on recv/send, so that a pair never waits for a descriptor. */
 static int pipe_open(struct pair *p, int k) {
-  struct pair_pipe *pp = malloc(sizeof *pp);
+  struct pair_pipe *pp = p->pl->pipes < p->pl->pipes_max ? malloc(sizeof *pp) : NULL;
   int fds[2];
   if (pp == NULL || pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) {
     free(pp);

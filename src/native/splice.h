@@ -24,6 +24,9 @@ struct pair_pipe {
 /* Bytes direction d read and has not written yet, wherever they wait. */
 static inline int dir_pending(const struct pair_dir *d) { return d->pend != NULL || (d->pipe != NULL && d->pipe->len > 0); }
 
+/* Sets the mode for pairs started from now on, and the loop's pipe budget. */
+void splice_set_mode(struct pair_loop *pl, int mode);
+
 /* At pair_start: the loop's mode becomes the pair's (a pair not started, the self-check's, stays off). */
 void splice_init(struct pair *p);
 

@@ -386,3 +386,98 @@ spliceTest('TWINPORT_NATIVE_SPLICE: off, auto, always, else a start error naming
   t.is(chooseIoEngine('libuv', true, { engine, why: 'loaded', spliceError: 'x' }).engine, 'libuv', 'other engines do not care');
   return Promise.resolve();
 });
+
+spliceTest('a small RLIMIT_NOFILE: pipes stay within their budget (a quarter of it), the pairs beyond it run on recv/send, every byte right', async (t) => {
+  const { spawnTwinport } = await import('../helpers/cli-process.js');
+  const { freePort } = await import('../helpers/proxy-harness.js');
+  const { mkdtempSync, rmSync, writeFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const N = 24;
+  const SIZE = 2 * MiB;
+  const down = randomBytes(SIZE);
+  const got: Buffer[][] = [];
+  const server = net.createServer({ allowHalfOpen: true }, (s) => {
+    const seen: Buffer[] = [];
+    got.push(seen);
+    s.on('data', (d: Buffer) => seen.push(d));
+    s.on('end', () => s.end());
+    s.on('error', () => {});
+    s.write(down);
+  });
+  const backendPort = await new Promise<number>((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as net.AddressInfo).port)));
+  const dir = mkdtempSync(join(tmpdir(), 'twp-splice-'));
+  const port = await freePort();
+  const file = join(dir, 'twinport.yaml');
+  writeFileSync(
+    file,
+    `io_engine: native
+listeners:
+  - name: main
+    bind: "127.0.0.1:${port}"
+    routes:
+      - match: { protocol: http }
+        to: web
+pools:
+  web:
+    servers: ["127.0.0.1:${backendPort}"]
+`,
+  );
+  // 160 descriptors: a budget of 20 pipes, 10 pairs' worth; 24 pairs at once, each bulk both ways.
+  const p = spawnTwinport(['--config', file, '--log-level', 'info'], { prefix: ['prlimit', '--nofile=160:160'], env: { ...process.env, TWINPORT_NATIVE_SPLICE: 'always' } });
+  const pipesOf = (): number => {
+    let n = 0;
+    for (const fd of readdirSync(`/proc/${p.child.pid}/fd`)) {
+      try {
+        if (readlinkSync(`/proc/${p.child.pid}/fd/${fd}`).startsWith('pipe:')) n++;
+      } catch {
+        // closed meanwhile
+      }
+    }
+    return n;
+  };
+  try {
+    const engineLine = await p.waitFor((l) => l.msg === 'io engine');
+    t.regex(String(engineLine['why']), /splice\(2\) always/);
+    await p.waitFor((l) => l.msg === 'ready');
+    const base = pipesOf();
+    let peak = base;
+    const sampler = setInterval(() => (peak = Math.max(peak, pipesOf())), 2);
+    const up = Array.from({ length: N }, () => Buffer.concat([head('/budget'), randomBytes(SIZE)]));
+    const clients = await Promise.all(
+      up.map(
+        (data) =>
+          new Promise<Peer>((resolve, reject) => {
+            const s = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true }, () => {
+              s.write(data);
+              resolve(track(s));
+            });
+            s.once('error', reject);
+          }),
+      ),
+    );
+    // Every pair lives until all have their answer: they hold their pipes at the same time.
+    await until(() => clients.every((c) => c.bytes === SIZE) && got.length === N && got.every((g) => g.reduce((a, b) => a + b.length, 0) === up[0]!.length), 'every transfer', 60_000);
+    clearInterval(sampler);
+    for (const c of clients) c.socket.end();
+    await until(() => clients.every((c) => c.ended), 'every FIN back');
+    for (const c of clients) t.is(sha256(Buffer.concat(c.data)), sha256(down));
+    t.deepEqual(
+      got.map((g) => sha256(Buffer.concat(g))).sort(),
+      up.map((u) => sha256(u)).sort(),
+      'every upload arrived whole',
+    );
+    t.true(peak > base, `pipes were used (${base} → ${peak})`);
+    // Two descriptors a pipe: at most 20 pipes, while the 24 pairs wanted 48.
+    t.true(peak - base <= 40, `at most 20 pipes at once: ${(peak - base) / 2}`);
+    const closes = await Promise.all(Array.from({ length: N }, (_, i) => p.waitFor((l) => l.msg === 'close' && l['conn'] === i + 1)));
+    t.true(closes.every((l) => l['reason'] === 'done'), closes.map((l) => l['reason']).join(' '));
+    for (const c of clients) c.socket.destroy();
+    await until(() => pipesOf() === base, 'the pipes closed');
+  } finally {
+    p.kill('SIGKILL');
+    await p.exited;
+    await new Promise<void>((r) => server.close(() => r()));
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
