@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "twinport_native",
-      "sources": ["addon.c", "pair.c", "splice.c"],
+      "sources": ["addon.c", "pair.c", "sock.c", "splice.c"],
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-O2"],
       "conditions": [
         ["sanitize==1", {
