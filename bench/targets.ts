@@ -27,6 +27,7 @@ export const TARGET_NAMES = [
   'direct',
   'twinport',
   'twinport-libuv',
+  'twinport-stage1',
   'twinport-streams',
   'twinport-record',
   'twinport-admin',
@@ -197,6 +198,7 @@ export async function startTarget(name: TargetName, ctx: TargetContext): Promise
   switch (name) {
     case 'twinport':
     case 'twinport-libuv':
+    case 'twinport-stage1':
     case 'twinport-streams':
     case 'twinport-record':
     case 'twinport-admin':
@@ -220,7 +222,13 @@ export async function startTarget(name: TargetName, ctx: TargetContext): Promise
       if (name === 'twinport-w2') args.push('--workers', '2', '--scheduling', 'rr');
       if (name === 'twinport-w2-none') args.push('--workers', '2', '--scheduling', 'none');
       const multi = name === 'twinport-w2' || name === 'twinport-w2-none';
-      const env = name === 'twinport-base' && ctx.baseEnv !== undefined ? { ...process.env, ...ctx.baseEnv } : undefined;
+      // twinport-stage1: the native engine with the connection path in JavaScript (only the splice in C).
+      const env =
+        name === 'twinport-base' && ctx.baseEnv !== undefined
+          ? { ...process.env, ...ctx.baseEnv }
+          : name === 'twinport-stage1'
+            ? { ...process.env, TWINPORT_NATIVE_ACCEPT: 'off' }
+            : undefined;
       const running = await spawnProxy(name, multi ? { ...ctx, cpus: ctx.allCpus } : ctx, port, ...twinportCommand(root, ctx.nodeFlags, args), env);
       if (adminPort === undefined) return running;
       // Scraped as a Prometheus server would, once a second, for the target's whole life: the proxy's
