@@ -33,6 +33,7 @@ export const TARGET_NAMES = [
   'twinport-admin',
   'haproxy',
   'nginx-stream',
+  'sslh',
   'naive',
   'twinport-w2',
   'twinport-w2-none',
@@ -79,6 +80,8 @@ export function unavailable(name: TargetName): string | undefined {
       return existsSync(join(NGINX_MODULES, 'ngx_stream_module.so'))
         ? undefined
         : `no ${NGINX_MODULES}/ngx_stream_module.so (Debian: \`apt-get install libnginx-mod-stream\`)`;
+    case 'sslh':
+      return hasCommand('sslh-select') ? undefined : 'sslh not installed (Debian: `apt-get install sslh`)';
     default:
       return undefined;
   }
@@ -255,6 +258,11 @@ export async function startTarget(name: TargetName, ctx: TargetContext): Promise
       const file = join(ctx.dir, 'stream-nginx.conf');
       writeFileSync(file, nginxStreamConf(ctx.dir, port, b, ctx.nofile));
       return spawnProxy(name, ctx, port, 'nginx', ['-p', ctx.dir, '-c', file, '-g', 'daemon off;']);
+    }
+    case 'sslh': {
+      // sslh-select: one process, select(2); sslh (sslh-fork) forks a process per connection. It cannot
+      // hold more than FD_SETSIZE (1 024) descriptors, so M1 fails for it by design.
+      return spawnProxy(name, ctx, port, 'sslh-select', ['-f', '-n', '-p', `127.0.0.1:${port}`, '--tls', `127.0.0.1:${b.httpsPort}`, '--http', `127.0.0.1:${b.httpPort}`]);
     }
     case 'naive':
     case 'naive-raw': {
