@@ -88,6 +88,8 @@ struct pair_loop {
   size_t read_len;
   int dispatching;
   struct nsock *dead;
+  /* Called after each dispatched batch (addon.c closes the one callback scope its calls shared). */
+  void (*batch_end)(struct pair_loop *pl);
   int splice_mode;         /* for pairs started from now on (splice.h) */
   unsigned pipes;          /* open now (two descriptors each) */
   unsigned pipes_max;      /* at most a quarter of RLIMIT_NOFILE in pipes (splice.c) */
