@@ -715,10 +715,7 @@ export class Connection implements EndpointSink, NativeOwner {
     const peeked = this.peek.view().subarray(this.proxyInLength);
     // `native` carries the pair from here, with the header and the peeked bytes as its first bytes to the
     // server; an `affinity: tls` pool's pair only once the server's first flight was seen (read below).
-    // timeouts.client_fin / server_fin are kept by the JavaScript splice only (docs/native.md): a
-    // listener that sets them splices in JavaScript.
-    const finBounded = this.listener.timeouts.clientFin !== undefined || this.listener.timeouts.serverFin !== undefined;
-    const native = this.ctx.engine === 'native' && affinity === undefined && !finBounded && this.handOver(server, header, peeked);
+    const native = this.ctx.engine === 'native' && affinity === undefined && this.handOver(server, header, peeked);
     if (!native) {
       if (header !== undefined) server.write(header);
       if (peeked.length > 0) server.write(peeked);
@@ -757,7 +754,10 @@ export class Connection implements EndpointSink, NativeOwner {
     this.client.pause();
     server.pause();
     const initial = header === undefined ? peeked : peeked.length === 0 ? header : Buffer.concat([header, peeked]);
-    const slot = engine.start(this, clientFd, serverFd, initial.length > 0 ? initial : undefined, this.client.readEnded, server.readEnded, this.listener.timeouts.idle);
+    const t = this.listener.timeouts;
+    // The FIN bounds go with the pair: a FIN read already (readEnded) arms its bound in the addon, as
+    // armFinTimer does at the splice.
+    const slot = engine.start(this, clientFd, serverFd, initial.length > 0 ? initial : undefined, this.client.readEnded, server.readEnded, t.idle, t);
     if (slot < 0) {
       this.ctx.logger.debug({ conn: this.id, errno: slot }, 'native engine refused the pair: spliced in JavaScript');
       return false;
@@ -837,8 +837,7 @@ export class Connection implements EndpointSink, NativeOwner {
     if (side === SERVER) {
       if (this.flightWatch !== undefined && this.flightWatch(chunk)) {
         this.flightWatch = undefined;
-        const t = this.listener.timeouts;
-        this.handOverDue = this.ctx.engine === 'native' && t.clientFin === undefined && t.serverFin === undefined;
+        this.handOverDue = this.ctx.engine === 'native';
       }
       const more = this.client.write(chunk, pooled);
       if (this.handOverDue) this.tryHandOver();
