@@ -245,6 +245,12 @@ export class HandleEndpoint implements Endpoint {
     return typeof fd === 'number' && fd >= 0 ? fd : undefined;
   }
 
+  /** The peer's FIN was read before this handle took the descriptor over (native-socket.ts). */
+  markEnded(): void {
+    this.eof = true;
+    this.reading = false;
+  }
+
   release(): void {
     if (this.closed) return;
     this.sink = NO_SINK;

@@ -2,7 +2,8 @@
 // C splice addon once a pair is connected (the default wherever it built and passed its self-check),
 // `libuv`, Node's stream handles driven directly (the default otherwise, wherever this Node offers them),
 // or `streams`, net.Socket. `native` accepts and connects as `libuv` does.
-import net, { isIP, type Server } from 'node:net';
+import cluster from 'node:cluster';
+import net, { isIP, type AddressInfo, type Server } from 'node:net';
 import type { ServerAddress } from '../config/types.js';
 import { TwinportError } from '../errors.js';
 import { SHARED_READ_BUFFER, SocketEndpoint, type Endpoint } from './endpoint.js';
@@ -62,6 +63,8 @@ export function connectEndpoint(engine: IoEngine, addr: ServerAddress, done: (er
   if (engine !== 'streams' && uv !== undefined) {
     if (addr.path !== undefined) return connectHandle(uv, { path: addr.path }, done);
     const family = familyOf(addr);
+    const sockets = engine === 'native' ? NATIVE.engine?.sockets : undefined;
+    if (sockets !== undefined && family !== 0) return sockets.connect(addr.host!, addr.port!, family === 6, done);
     if (family !== 0) return connectHandle(uv, { host: addr.host!, port: addr.port!, ipv6: family === 6 }, done);
   }
   // The server's bytes are read into the shared buffer (onread) instead of a new 64 KiB allocation per
@@ -86,18 +89,49 @@ export function connectEndpoint(engine: IoEngine, addr: ServerAddress, done: (er
   return ep;
 }
 
+/** A listening socket as the runtime sees it, whoever accepts on it (Node, or the native addon). */
+export interface Acceptor {
+  /** The bound address (kept: once the addon accepts, net.Server has no handle to ask). */
+  address(): AddressInfo | null;
+  /** The listening descriptor (binary upgrade hands it on); undefined in a cluster worker. */
+  fd(): number | undefined;
+  /** Stop accepting. */
+  close(): void;
+  /** Who accepts: 'native' (the addon) or 'node'. */
+  readonly accepts: 'native' | 'node';
+}
+
 /**
  * Makes `server` hand its accepted connections to `onAccept` as endpoints of `engine`, and accept(2)
  * failures to `onError`. Call it before `listen`. With `libuv` the raw handle is taken before
  * net.Server wraps it in a Socket, from 'listening' on; this works for a cluster worker's server too,
- * whose handle the primary sends (round-robin) or shares (none).
+ * whose handle the primary sends (round-robin) or shares (none). With `native`, the addon takes the
+ * listening socket itself (a duplicate of it) and Node's handle is closed; not in a cluster worker, whose
+ * listening socket belongs to the primary's bookkeeping.
  */
 export function acceptEndpoints(
   engine: IoEngine,
   server: Server,
   onAccept: (ep: Endpoint) => void,
   onError: (err: NodeJS.ErrnoException) => void,
-): void {
+): Acceptor {
+  let bound: AddressInfo | null = null;
+  let nativeSlot = -1;
+  const target = { accept: onAccept, failed: onError };
+  const acceptor = {
+    accepts: 'node' as 'native' | 'node',
+    address: (): AddressInfo | null => (nativeSlot >= 0 ? bound : (server.address() as AddressInfo | null)),
+    fd: (): number | undefined => {
+      if (nativeSlot >= 0) return NATIVE.engine?.sockets?.listeningFd(nativeSlot);
+      const fd = (server as unknown as { _handle: { fd?: number } | null })._handle?.fd;
+      return typeof fd === 'number' && fd >= 0 ? fd : undefined;
+    },
+    close: (): void => {
+      if (nativeSlot >= 0) NATIVE.engine?.sockets?.unlisten(nativeSlot, target);
+      nativeSlot = -1;
+      server.close();
+    },
+  };
   // Always there, even with `libuv`: a round-robin cluster worker can be handed a connection in the same
   // IPC read as its listen reply, which net passes to its own onconnection before 'listening' is
   // emitted. Such a connection arrives here as a net.Socket and is served by the `streams` endpoint.
@@ -111,8 +145,23 @@ export function acceptEndpoints(
     // Not before: an error while binding is the caller's (listen) business.
     server.on('error', onError);
     const uv = LIBUV;
-    const listening = (server as unknown as { _handle: { onconnection: unknown } | null })._handle;
+    const listening = (server as unknown as { _handle: { onconnection: unknown; fd?: number; close(): void } | null })._handle;
     if (engine === 'streams' || uv === undefined || listening === null) return;
+    const sockets = engine === 'native' ? NATIVE.engine?.sockets : undefined;
+    const address = server.address();
+    if (sockets !== undefined && !cluster.isWorker && typeof listening.fd === 'number' && listening.fd >= 0 && address !== null && typeof address === 'object') {
+      const slot = sockets.listen(listening.fd, target);
+      if (slot >= 0) {
+        // From now on the addon accepts; Node's handle goes (the duplicate keeps the socket listening).
+        // No connection can have been accepted by Node yet: 'listening' comes before any poll phase.
+        bound = address;
+        nativeSlot = slot;
+        acceptor.accepts = 'native';
+        listening.close();
+        (server as unknown as { _handle: unknown })._handle = null;
+        return;
+      }
+    }
     listening.onconnection = (status: number, handle: StreamHandle | undefined): void => {
       if (status !== 0 || handle === undefined) {
         onError(errnoError(status, 'accept'));
@@ -122,4 +171,5 @@ export function acceptEndpoints(
       onAccept(new HandleEndpoint(handle, uv));
     };
   });
+  return acceptor;
 }

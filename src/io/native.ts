@@ -7,8 +7,10 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { getSystemErrorName } from 'node:util';
+import { LIBUV } from './libuv.js';
+import { NativeSockets, type NativeSocketEndpoint, type SockAddon } from './native-socket.js';
 
-interface Addon {
+interface Addon extends Partial<SockAddon> {
   init(onDone: (slot: number, reason: number, errno: number) => void, counts: Float64Array): void;
   start(
     clientFd: number,
@@ -49,9 +51,37 @@ export interface NativeOwner {
 export class NativeEngine {
   private readonly owners: (NativeOwner | undefined)[] = [];
   private readonly counts = new Float64Array(4);
+  /**
+   * Stage 2, the connection path in C (native-socket.ts): undefined when the addon lacks it, when
+   * Node's TCP handles are not reachable (a socket must be able to move into one), or when
+   * TWINPORT_NATIVE_ACCEPT=off asks for stage 1 only.
+   */
+  readonly sockets: NativeSockets | undefined;
 
   constructor(private readonly addon: Addon) {
     addon.init(this.onDone, this.counts);
+    const full = typeof addon.sockInit === 'function' && typeof addon.adopt === 'function';
+    this.sockets = full && LIBUV !== undefined && process.env['TWINPORT_NATIVE_ACCEPT'] !== 'off' ? new NativeSockets(addon as Addon & SockAddon, LIBUV) : undefined;
+  }
+
+  /**
+   * Pairs two sockets the addon holds already (accepted and connected by it): nothing is duplicated.
+   * A negative errno when it could not (the sockets are then still the endpoints', out of the epoll set).
+   */
+  adopt(
+    owner: NativeOwner,
+    client: NativeSocketEndpoint,
+    server: NativeSocketEndpoint,
+    initial: Buffer | undefined,
+    idleMs: number,
+    fin?: { readonly clientFin?: number | undefined; readonly serverFin?: number | undefined },
+  ): number {
+    const slot = (this.addon as Addon & SockAddon).adopt(client.slot, server.slot, initial, client.readEnded, server.readEnded, idleMs, fin?.clientFin, fin?.serverFin);
+    if (slot < 0) return slot;
+    client.adopted();
+    server.adopted();
+    this.owners[slot] = owner;
+    return slot;
   }
 
   /**

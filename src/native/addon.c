@@ -9,7 +9,19 @@
  *   counts(slot) → the same, for a pair that goes on (the admin API's live byte counts)
  *   selfCheck() → null, or what failed
  *   live() → pairs running
- * Slots are small integers reused after a pair ends, so JavaScript can index an array with them. */
+ * Slots are small integers reused after a pair ends, so JavaScript can index an array with them.
+ *
+ * Stage 2, sockets before they are paired (sock.h; docs/native.md):
+ *   sockInit(onSock, readBuffer)  onSock(event, slot, n, listener) for every socket event (sock.h's
+ *                         enum sock_event); reads land in readBuffer (JavaScript's own Buffer)
+ *   listen(fd, listener) → socket slot, or -errno: accepts on a duplicate of fd from now on
+ *   connect(address, port, ipv6) → socket slot, or -errno; CONNECTED / CONNECT_FAILED follow
+ *   sockRead(slot, on) → 0 or -errno;  sockClose(slot, reset);  sockDetach(slot) → fd (now the caller's)
+ *   sockName(slot, local) → [address, port], or -errno;  sockFd(slot) → fd
+ *   adopt(clientSlot, serverSlot, initial, clientEof, serverEof, idleMs[, clientFinMs, serverFinMs])
+ *                         → pair slot, or -errno: as start, without duplicating; both socket slots are
+ *                         gone on success
+ * Socket slots are numbered apart from pair slots. */
 #define _GNU_SOURCE
 #define NAPI_VERSION 8
 #include <node_api.h>
@@ -20,8 +32,11 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <stddef.h>
 
 #include "pair.h"
+#include "sock.h"
 
 struct slot_pair {
   struct pair pair;    /* first: pair_release gets this pointer back */
@@ -43,6 +58,15 @@ struct addon {
   uint32_t *free_slots;
   uint32_t nfree;
   uint32_t live;
+  /* Stage 2: sockets not yet paired, by slot. */
+  napi_ref on_sock;
+  napi_ref read_buf_ref;
+  struct nsock **socks;
+  uint32_t nsocks;   /* socket slots handed out so far (live or free) */
+  uint32_t sock_cap;
+  uint32_t *free_socks;
+  uint32_t nfree_socks;
+  uint32_t live_socks;
 };
 
 #define CHECK(call)                                     \
@@ -269,6 +293,297 @@ static napi_value js_counts(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* ── stage 2: sockets ───────────────────────────────────────────────────────────────────────────── */
+
+static int take_sock_slot(struct addon *a, uint32_t *out) {
+  if (a->nfree_socks > 0) {
+    *out = a->free_socks[--a->nfree_socks];
+    return 0;
+  }
+  if (a->nsocks == a->sock_cap) {
+    uint32_t cap = a->sock_cap == 0 ? 256 : a->sock_cap * 2;
+    struct nsock **socks = realloc(a->socks, sizeof *socks * cap);
+    if (socks == NULL) return -ENOMEM;
+    a->socks = socks;
+    uint32_t *free_socks = realloc(a->free_socks, sizeof *free_socks * cap);
+    if (free_socks == NULL) return -ENOMEM;
+    a->free_socks = free_socks;
+    a->sock_cap = cap;
+  }
+  *out = a->nsocks++;
+  return 0;
+}
+
+static int bind_sock(struct addon *a, struct nsock *s) {
+  uint32_t slot;
+  int err = take_sock_slot(a, &slot);
+  if (err != 0) return err;
+  s->id = slot;
+  a->socks[slot] = s;
+  a->live_socks++;
+  return 0;
+}
+
+/* The slot goes back to the free list; the socket itself is closed, detached or paired by the caller. */
+static void unbind_sock(struct addon *a, struct nsock *s) {
+  a->socks[s->id] = NULL;
+  a->free_socks[a->nfree_socks++] = s->id;
+  a->live_socks--;
+}
+
+static struct nsock *sock_at(struct addon *a, uint32_t slot) { return slot < a->nsocks ? a->socks[slot] : NULL; }
+
+static void on_sock_event(struct nsock *s, int ev, int n, struct nsock *fresh) {
+  struct addon *a = (struct addon *)((char *)s->pl - offsetof(struct addon, pl));
+  napi_env env = a->env;
+  uint32_t slot = s->id;
+  uint32_t listener = s->listener;
+  if (ev == SOCK_EV_ACCEPT) {
+    if (bind_sock(a, fresh) != 0) {
+      sock_close(fresh, 0);
+      return;
+    }
+    slot = fresh->id;
+  }
+  if (ev == SOCK_EV_CONNECT_FAILED || ev == SOCK_EV_ERROR) {
+    /* Closed here, not by JavaScript: nothing can be done with it, and a stale slot must not linger. */
+    unbind_sock(a, s);
+    sock_close(s, 0);
+  }
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+  napi_value fn, recv, argv[4], result;
+  if (napi_get_reference_value(env, a->on_sock, &fn) == napi_ok && fn != NULL && napi_get_global(env, &recv) == napi_ok &&
+      napi_create_int32(env, ev, &argv[0]) == napi_ok && napi_create_uint32(env, slot, &argv[1]) == napi_ok &&
+      napi_create_int32(env, n, &argv[2]) == napi_ok && napi_create_uint32(env, listener, &argv[3]) == napi_ok) {
+    if (napi_make_callback(env, a->async, recv, fn, 4, argv, &result) != napi_ok) {
+      napi_value exc;
+      if (napi_get_and_clear_last_exception(env, &exc) == napi_ok && exc != NULL) napi_fatal_exception(env, exc);
+    }
+  }
+  napi_close_handle_scope(env, scope);
+}
+
+static napi_value js_sock_init(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  struct addon *a = addon_of(env);
+  if (a == NULL || argc < 2 || !a->pl_ready || a->async == NULL) return throw_last(env, "sockInit(onSock, readBuffer): call init first");
+  void *data;
+  size_t len;
+  CHECK(napi_get_buffer_info(env, argv[1], &data, &len));
+  if (len == 0) return throw_last(env, "sockInit: empty read buffer");
+  if (a->on_sock != NULL) CHECK(napi_delete_reference(env, a->on_sock));
+  if (a->read_buf_ref != NULL) CHECK(napi_delete_reference(env, a->read_buf_ref));
+  a->on_sock = a->read_buf_ref = NULL;
+  CHECK(napi_create_reference(env, argv[0], 1, &a->on_sock));
+  CHECK(napi_create_reference(env, argv[1], 1, &a->read_buf_ref));
+  a->pl.read_buf = data;
+  a->pl.read_len = len;
+  a->pl.sock_event = on_sock_event;
+  return NULL;
+}
+
+static struct addon *sock_ready(napi_env env) {
+  struct addon *a = addon_of(env);
+  return a != NULL && a->pl.sock_event != NULL ? a : NULL;
+}
+
+static napi_value js_listen(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  struct addon *a = sock_ready(env);
+  if (a == NULL || argc < 2) return throw_last(env, "listen(fd, listener): call sockInit first");
+  int32_t fd;
+  uint32_t listener;
+  CHECK(napi_get_value_int32(env, argv[0], &fd));
+  CHECK(napi_get_value_uint32(env, argv[1], &listener));
+  if (fd < 0) return int_value(env, -EBADF);
+  struct nsock *s;
+  int err = sock_listen(&a->pl, fd, listener, &s);
+  if (err != 0) return int_value(env, err);
+  if ((err = bind_sock(a, s)) != 0) {
+    sock_close(s, 0);
+    return int_value(env, err);
+  }
+  return int_value(env, (int32_t)s->id);
+}
+
+static napi_value js_connect(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  struct addon *a = sock_ready(env);
+  if (a == NULL || argc < 3) return throw_last(env, "connect(address, port, ipv6): call sockInit first");
+  char host[INET6_ADDRSTRLEN + 1];
+  size_t host_len;
+  uint32_t port;
+  bool v6;
+  CHECK(napi_get_value_string_utf8(env, argv[0], host, sizeof host, &host_len));
+  CHECK(napi_get_value_uint32(env, argv[1], &port));
+  CHECK(napi_get_value_bool(env, argv[2], &v6));
+  if (port > 65535) return int_value(env, -EINVAL);
+  struct sockaddr_in6 to;
+  socklen_t to_len;
+  memset(&to, 0, sizeof to);
+  if (v6) {
+    to.sin6_family = AF_INET6;
+    to.sin6_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET6, host, &to.sin6_addr) != 1) return int_value(env, -EINVAL);
+    to_len = sizeof to;
+  } else {
+    struct sockaddr_in *v4 = (struct sockaddr_in *)(void *)&to;
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET, host, &v4->sin_addr) != 1) return int_value(env, -EINVAL);
+    to_len = sizeof *v4;
+  }
+  struct nsock *s;
+  int err = sock_connect(&a->pl, (struct sockaddr *)&to, to_len, &s);
+  if (err != 0) return int_value(env, err);
+  if ((err = bind_sock(a, s)) != 0) {
+    sock_close(s, 0);
+    return int_value(env, err);
+  }
+  return int_value(env, (int32_t)s->id);
+}
+
+/* (slot, …) arguments: the live socket, or NULL (a slot already closed answers -EBADF). */
+static napi_value sock_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv, struct nsock **out) {
+  size_t argc = want;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  struct addon *a = sock_ready(env);
+  if (a == NULL || argc < want) return throw_last(env, "socket call before sockInit, or missing arguments");
+  uint32_t slot;
+  CHECK(napi_get_value_uint32(env, argv[0], &slot));
+  *out = sock_at(a, slot);
+  return argv[0];
+}
+
+static napi_value js_sock_read(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  struct nsock *s;
+  if (sock_args(env, info, 2, argv, &s) == NULL) return NULL;
+  bool on;
+  CHECK(napi_get_value_bool(env, argv[1], &on));
+  return int_value(env, s == NULL ? -EBADF : sock_set_reading(s, on));
+}
+
+static napi_value js_sock_close(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  struct nsock *s;
+  if (sock_args(env, info, 2, argv, &s) == NULL) return NULL;
+  bool reset;
+  CHECK(napi_get_value_bool(env, argv[1], &reset));
+  if (s != NULL) {
+    unbind_sock(addon_of(env), s);
+    sock_close(s, reset);
+  }
+  return NULL;
+}
+
+static napi_value js_sock_detach(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  struct nsock *s;
+  if (sock_args(env, info, 1, argv, &s) == NULL) return NULL;
+  if (s == NULL) return int_value(env, -EBADF);
+  unbind_sock(addon_of(env), s);
+  return int_value(env, sock_detach(s));
+}
+
+static napi_value js_sock_fd(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  struct nsock *s;
+  if (sock_args(env, info, 1, argv, &s) == NULL) return NULL;
+  return int_value(env, s == NULL ? -EBADF : s->fd);
+}
+
+static napi_value js_sock_name(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  struct nsock *s;
+  if (sock_args(env, info, 2, argv, &s) == NULL) return NULL;
+  bool local;
+  CHECK(napi_get_value_bool(env, argv[1], &local));
+  if (s == NULL) return int_value(env, -EBADF);
+  char buf[INET6_ADDRSTRLEN + 1];
+  int port = 0;
+  int err = sock_name(s, local, buf, sizeof buf, &port);
+  if (err != 0) return int_value(env, err);
+  napi_value out, addr, p;
+  CHECK(napi_create_array_with_length(env, 2, &out));
+  CHECK(napi_create_string_latin1(env, buf, NAPI_AUTO_LENGTH, &addr));
+  CHECK(napi_create_int32(env, port, &p));
+  CHECK(napi_set_element(env, out, 0, addr));
+  CHECK(napi_set_element(env, out, 1, p));
+  return out;
+}
+
+static napi_value js_adopt(napi_env env, napi_callback_info info) {
+  size_t argc = 8;
+  napi_value argv[8];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  struct addon *a = sock_ready(env);
+  if (a == NULL || argc < 6 || a->counts == NULL) return throw_last(env, "adopt: call init and sockInit first");
+  uint32_t cslot, sslot;
+  bool ceof, seof;
+  double idle;
+  CHECK(napi_get_value_uint32(env, argv[0], &cslot));
+  CHECK(napi_get_value_uint32(env, argv[1], &sslot));
+  CHECK(napi_get_value_bool(env, argv[3], &ceof));
+  CHECK(napi_get_value_bool(env, argv[4], &seof));
+  CHECK(napi_get_value_double(env, argv[5], &idle));
+  const char *initial = NULL;
+  size_t initial_len = 0;
+  napi_valuetype t;
+  CHECK(napi_typeof(env, argv[2], &t));
+  if (t != napi_undefined && t != napi_null) {
+    void *d;
+    CHECK(napi_get_buffer_info(env, argv[2], &d, &initial_len));
+    initial = d;
+  }
+  struct nsock *c = sock_at(a, cslot), *s = sock_at(a, sslot);
+  if (c == NULL || s == NULL || c == s || c->state != SOCK_OPEN || s->state != SOCK_OPEN || !(idle >= 0)) return int_value(env, -EBADF);
+  uint64_t client_fin, server_fin;
+  if (fin_arg(env, argv[6], &client_fin) != 0 || fin_arg(env, argv[7], &server_fin) != 0) return int_value(env, -EINVAL);
+  uint32_t slot;
+  int err = take_slot(a, &slot);
+  if (err != 0) return int_value(env, err);
+  struct slot_pair *sp = malloc(sizeof *sp);
+  if (sp == NULL) {
+    a->free_slots[a->nfree++] = slot;
+    return int_value(env, -ENOMEM);
+  }
+  sp->addon = a;
+  sp->slot = slot;
+  sp->pair.data = sp;
+  err = pair_adopt(&a->pl, &sp->pair, c->fd, c->events != 0, s->fd, s->events != 0, initial, initial_len, ceof, seof,
+                   (uint64_t)idle, on_pair_done);
+  if (err != 0) {
+    /* Both descriptors are out of the set now and still the sockets': the caller carries on in JS. */
+    sock_unwatched(c);
+    sock_unwatched(s);
+    if (sp->pair.handles_open == 0) free(sp);
+    a->free_slots[a->nfree++] = slot;
+    return int_value(env, err);
+  }
+  pair_set_fin(&sp->pair, client_fin, server_fin);
+  unbind_sock(a, c);
+  unbind_sock(a, s);
+  sock_forget(c);
+  sock_forget(s);
+  a->slots[slot] = sp;
+  a->live++;
+  return int_value(env, (int32_t)slot);
+}
+
+static napi_value js_live_socks(napi_env env, napi_callback_info info) {
+  (void)info;
+  struct addon *a = addon_of(env);
+  return int_value(env, a == NULL ? 0 : (int32_t)a->live_socks);
+}
+
 static napi_value js_live(napi_env env, napi_callback_info info) {
   (void)info;
   struct addon *a = addon_of(env);
@@ -332,6 +647,15 @@ static napi_value js_self_check(napi_env env, napi_callback_info info) {
  * runs them. */
 static void cleanup(void *arg) {
   struct addon *a = arg;
+  for (uint32_t i = 0; i < a->nsocks; i++) {
+    struct nsock *s = a->socks[i];
+    if (s == NULL) continue;
+    unbind_sock(a, s);
+    sock_close(s, 0);
+  }
+  if (a->pl_ready) sock_free_dead(&a->pl);
+  free(a->socks);
+  free(a->free_socks);
   for (uint32_t i = 0; i < a->nslots; i++) {
     struct slot_pair *sp = a->slots[i];
     if (sp == NULL) continue;
@@ -366,6 +690,16 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"selfCheck", NULL, js_self_check, NULL, NULL, NULL, napi_default, NULL},
       {"live", NULL, js_live, NULL, NULL, NULL, napi_default, NULL},
       {"counts", NULL, js_counts, NULL, NULL, NULL, napi_default, NULL},
+      {"sockInit", NULL, js_sock_init, NULL, NULL, NULL, napi_default, NULL},
+      {"listen", NULL, js_listen, NULL, NULL, NULL, napi_default, NULL},
+      {"connect", NULL, js_connect, NULL, NULL, NULL, napi_default, NULL},
+      {"sockRead", NULL, js_sock_read, NULL, NULL, NULL, napi_default, NULL},
+      {"sockClose", NULL, js_sock_close, NULL, NULL, NULL, napi_default, NULL},
+      {"sockDetach", NULL, js_sock_detach, NULL, NULL, NULL, napi_default, NULL},
+      {"sockFd", NULL, js_sock_fd, NULL, NULL, NULL, napi_default, NULL},
+      {"sockName", NULL, js_sock_name, NULL, NULL, NULL, napi_default, NULL},
+      {"adopt", NULL, js_adopt, NULL, NULL, NULL, napi_default, NULL},
+      {"liveSockets", NULL, js_live_socks, NULL, NULL, NULL, napi_default, NULL},
   };
   CHECK(napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   return exports;

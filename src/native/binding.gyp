@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "twinport_native",
-      "sources": ["addon.c", "pair.c"],
+      "sources": ["addon.c", "pair.c", "sock.c"],
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-O2"],
       "conditions": [
         ["sanitize==1", {

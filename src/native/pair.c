@@ -6,6 +6,7 @@
  * the failing side's outcome, and a RST to the other side when the error was the peer going away. */
 #define _GNU_SOURCE
 #include "pair.h"
+#include "sock.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -133,6 +134,13 @@ static int flush(struct pair *p, int k) {
     pend_free(p, d);
   }
   if (d->eof && !d->shut) {
+    /* The pair's last FIN: the other direction is over (its FIN read from dst and passed on), so the
+     * close that ends the pair right after sends this FIN (nothing is left unread on dst: a RST would
+     * need unread bytes). One syscall fewer per connection, as HAProxy closes there too. */
+    if (p->dir[1 - k].eof && p->dir[1 - k].shut && p->dir[1 - k].pend == NULL) {
+      d->shut = 1;
+      return 0;
+    }
     /* ENOTCONN: the peer is gone already; as net.Socket does, the FIN counts as sent. */
     if (shutdown(dst->fd, SHUT_WR) != 0 && errno != ENOTCONN) return -errno;
     d->shut = 1;
@@ -229,8 +237,17 @@ static void on_handle_closed(uv_handle_t *h) {
   if (--p->handles_open == 0) pair_release(p);
 }
 
+void pl_hold(struct pair_loop *pl) {
+  if (pl->held++ == 0) uv_ref((uv_handle_t *)pl->poll);
+}
+
+void pl_drop(struct pair_loop *pl) {
+  if (--pl->held == 0) uv_unref((uv_handle_t *)pl->poll);
+}
+
 static void pairs_less(struct pair_loop *pl) {
-  if (--pl->pairs == 0) uv_unref((uv_handle_t *)pl->poll);
+  pl->pairs--;
+  pl_drop(pl);
 }
 
 /* Takes each descriptor out of the epoll set while it is still open, then closes it. close(2) is not
@@ -312,12 +329,21 @@ static void on_epoll(uv_poll_t *h, int status, int events) {
       if (errno == EINTR) continue;
       return; /* EBADF / EINVAL: only if the set were gone, which the loop's poll would not report */
     }
+    /* A socket's event may call JavaScript, which may close or pair sockets whose events are later in
+     * this batch: their memory stays until the batch is done (sock_free_dead). */
+    pl->dispatching++;
     for (int i = 0; i < n; i++) {
       struct pair_side *s = ev[i].data.ptr;
+      if (s->kind == PL_KIND_SOCK) {
+        sock_on_event((struct nsock *)(void *)s, ev[i].events);
+        continue;
+      }
       struct pair *p = s->pair;
       if (p->finished) continue;
       on_event(p, s == &p->side[SIDE_SERVER] ? SIDE_SERVER : SIDE_CLIENT, ev[i].events);
     }
+    pl->dispatching--;
+    sock_free_dead(pl);
     if (n < EVENTS_PER_WAIT) return;
   }
 }
@@ -391,8 +417,8 @@ static void on_idle(uv_timer_t *t) {
   arm_idle(p, rest < idle_step(p) ? rest : idle_step(p));
 }
 
-int pair_start(struct pair_loop *pl, struct pair *p, int client_fd, int server_fd, const char *initial,
-               size_t initial_len, int client_eof, int server_eof, uint64_t idle_ms, pair_done_cb done) {
+static int start(struct pair_loop *pl, struct pair *p, int client_fd, int client_in_set, int server_fd, int server_in_set,
+                 const char *initial, size_t initial_len, int client_eof, int server_eof, uint64_t idle_ms, pair_done_cb done) {
   void *data = p->data;
   memset(p, 0, sizeof *p);
   p->data = data;
@@ -402,6 +428,9 @@ int pair_start(struct pair_loop *pl, struct pair *p, int client_fd, int server_f
   for (int k = 0; k < 2; k++) p->side[k].pair = p;
   p->side[SIDE_CLIENT].fd = client_fd;
   p->side[SIDE_SERVER].fd = server_fd;
+  /* -1: registered under a socket's data; the first watch() is a MOD that points it at the side. */
+  p->side[SIDE_CLIENT].events = client_in_set ? -1 : 0;
+  p->side[SIDE_SERVER].events = server_in_set ? -1 : 0;
   p->dir[SIDE_CLIENT].eof = client_eof;
   p->dir[SIDE_SERVER].eof = server_eof;
   if (initial_len > 0) {
@@ -418,36 +447,52 @@ int pair_start(struct pair_loop *pl, struct pair *p, int client_fd, int server_f
   }
   p->idle.data = p;
   p->handles_open = 1;
-  /* Into the set first: a failure here leaves nothing sent, and the caller splices the pair itself. */
-  if ((err = watch(p, SIDE_CLIENT)) != 0 || (err = watch(p, SIDE_SERVER)) != 0) {
-    unwatch(p, SIDE_CLIENT);
-    unwatch(p, SIDE_SERVER);
-    p->finished = 1;
-    uv_close((uv_handle_t *)&p->idle, on_handle_closed);
-    pend_free(p, &p->dir[SIDE_CLIENT]);
-    return err;
-  }
-  if (pl->pairs++ == 0) uv_ref((uv_handle_t *)pl->poll);
-  /* The server just accepted the connection: its first bytes (and a FIN already read) usually go out
-   * now instead of a turn later on EPOLLOUT. From here the pair is ours: a failure is reported from the
-   * loop, by the timer, never to the caller (bytes may have been sent). */
+  /* The server just accepted the connection: its first bytes (and a FIN already read) go out now, before
+   * the sides are registered, so that each registration is made once with its final mask (an adopted
+   * socket's is one MOD). A failure after a byte went out is the pair's, reported from the loop by the
+   * timer; before that, the caller gets it and splices the pair itself. */
+  int sent = 0;
   if (p->dir[SIDE_CLIENT].pend != NULL || client_eof) {
     if ((err = flush(p, SIDE_CLIENT)) != 0) {
       p->deferred_side = SIDE_SERVER;
-    } else if ((err = watch(p, SIDE_CLIENT)) != 0 || (err = watch(p, SIDE_SERVER)) != 0) {
-      p->deferred_side = SIDE_CLIENT;
-    }
-    if (err != 0) {
       p->deferred_err = -err;
-      (void)uv_timer_start(&p->idle, on_idle, 0, 0);
-      return 0;
     }
+    sent = 1;
+  }
+  if (p->deferred_err == 0 && ((err = watch(p, SIDE_CLIENT)) != 0 || (err = watch(p, SIDE_SERVER)) != 0)) {
+    if (!sent || (p->side[SIDE_SERVER].bytes_written == 0 && !p->dir[SIDE_CLIENT].shut)) {
+      unwatch(p, SIDE_CLIENT);
+      unwatch(p, SIDE_SERVER);
+      p->finished = 1;
+      uv_close((uv_handle_t *)&p->idle, on_handle_closed);
+      pend_free(p, &p->dir[SIDE_CLIENT]);
+      return err;
+    }
+    p->deferred_side = SIDE_CLIENT;
+    p->deferred_err = -err;
+  }
+  pl->pairs++;
+  pl_hold(pl);
+  if (p->deferred_err != 0) {
+    (void)uv_timer_start(&p->idle, on_idle, 0, 0);
+    return 0;
   }
   if (idle_ms > 0) {
     p->last_active = uv_now(pl->loop);
     arm_idle(p, idle_step(p));
   }
   return 0;
+}
+
+int pair_start(struct pair_loop *pl, struct pair *p, int client_fd, int server_fd, const char *initial,
+               size_t initial_len, int client_eof, int server_eof, uint64_t idle_ms, pair_done_cb done) {
+  return start(pl, p, client_fd, 0, server_fd, 0, initial, initial_len, client_eof, server_eof, idle_ms, done);
+}
+
+int pair_adopt(struct pair_loop *pl, struct pair *p, int client_fd, int client_in_set, int server_fd, int server_in_set,
+               const char *initial, size_t initial_len, int client_eof, int server_eof, uint64_t idle_ms, pair_done_cb done) {
+  return start(pl, p, client_fd, client_in_set, server_fd, server_in_set, initial, initial_len, client_eof, server_eof,
+               idle_ms, done);
 }
 
 /* 0: no bound (the dir's fin_ms). Node's setTimeout runs a 0 ms timer after 1 ms. */

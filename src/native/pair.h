@@ -14,6 +14,10 @@
 
 enum { SIDE_CLIENT = 0, SIDE_SERVER = 1 };
 
+/* What an epoll event's data points at: a pair's side, or a socket not yet paired (sock.h). */
+enum { PL_KIND_PAIR = 0, PL_KIND_SOCK = 1 };
+struct nsock;
+
 /* Why a pair ended: the same outcomes the JavaScript splice reports (docs/reasons.md). */
 enum pair_reason {
   PAIR_DONE = 0,
@@ -42,8 +46,10 @@ struct pair_dir {
 struct pair;
 
 struct pair_side {
+  int kind;          /* PL_KIND_PAIR: first, as in struct nsock */
   int fd;
-  int events;        /* EPOLLIN / EPOLLOUT registered now (0: not in the epoll set) */
+  int events;        /* EPOLLIN / EPOLLOUT registered now (0: not in the epoll set; -1: in it, with
+                      * the data of the socket it was before the pair adopted it) */
   struct pair *pair; /* the epoll event's data: which pair, and (by address) which side */
   uint64_t bytes_read;
   uint64_t bytes_written;
@@ -81,6 +87,14 @@ struct pair_loop {
   char *scratch;           /* every read lands here first: PAIR_CHUNK bytes */
   char **spare;            /* free chunks, at most PAIR_SPARE */
   int nspare;
+  unsigned held;           /* pairs and sockets that keep Node's loop alive */
+  /* Sockets before they are paired (sock.h): their events go to the owner, reads land in read_buf
+   * (JavaScript's own buffer). A socket that goes away while a batch is dispatched waits in `dead`. */
+  void (*sock_event)(struct nsock *s, int ev, int n, struct nsock *fresh);
+  char *read_buf;
+  size_t read_len;
+  int dispatching;
+  struct nsock *dead;
 };
 
 #define PAIR_CHUNK (64 * 1024)
@@ -94,6 +108,15 @@ void pair_loop_free(struct pair_loop *pl);
  * Returns 0 or a negative errno. */
 int pair_start(struct pair_loop *pl, struct pair *p, int client_fd, int server_fd, const char *initial,
                size_t initial_len, int client_eof, int server_eof, uint64_t idle_ms, pair_done_cb done);
+
+/* pair_start for two sockets of this loop (sock.h) that may be in the epoll set already (`*_in_set`):
+ * their registration is modified in place, nothing is duplicated. On failure both are out of the set. */
+int pair_adopt(struct pair_loop *pl, struct pair *p, int client_fd, int client_in_set, int server_fd, int server_in_set,
+               const char *initial, size_t initial_len, int client_eof, int server_eof, uint64_t idle_ms, pair_done_cb done);
+
+/* Keeps Node's loop alive while anything of the loop lives (as a socket handle would). */
+void pl_hold(struct pair_loop *pl);
+void pl_drop(struct pair_loop *pl);
 
 /* The FIN bounds (timeouts.client_fin / server_fin), in ms or PAIR_FIN_NONE; call right after a
  * successful pair_start. The first FIN read whose side has a bound arms it, once: the pair then ends with

@@ -20,6 +20,7 @@ import { watchServerFlight } from '../affinity/affinity-watcher.js';
 import { CHUNKS, CLIENT, SERVER, type Endpoint, type EndpointSink, type Side } from '../io/endpoint.js';
 import { factsFromMatch, type PeekFacts } from './facts.js';
 import { connectEndpoint } from '../io/io-engine.js';
+import { NativeSocketEndpoint } from '../io/native-socket.js';
 import { NATIVE, type NativeCounts, type NativeOwner, type NativeReason } from '../io/native.js';
 import { PeekBuffer } from './peek-buffer.js';
 import type { PoolQueue, QueueWaiter } from './pool-queue.js';
@@ -748,27 +749,42 @@ export class Connection implements EndpointSink, NativeOwner {
   private handOver(server: Endpoint, header: Buffer | undefined, peeked: Buffer): boolean {
     const engine = NATIVE.engine;
     if (engine === undefined) return false;
-    const clientFd = this.client.descriptor();
-    const serverFd = server.descriptor();
-    if (clientFd === undefined || serverFd === undefined) return false;
-    this.client.pause();
-    server.pause();
     const initial = header === undefined ? peeked : peeked.length === 0 ? header : Buffer.concat([header, peeked]);
+    const client = this.client;
     const t = this.listener.timeouts;
     // The FIN bounds go with the pair: a FIN read already (readEnded) arms its bound in the addon, as
     // armFinTimer does at the splice.
-    const slot = engine.start(this, clientFd, serverFd, initial.length > 0 ? initial : undefined, this.client.readEnded, server.readEnded, t.idle, t);
+    let slot: number;
+    if (client instanceof NativeSocketEndpoint && server instanceof NativeSocketEndpoint && client.adoptable && server.adoptable) {
+      // Both sockets are the addon's already (stage 2): paired by slot, their epoll registrations reused.
+      slot = engine.adopt(this, client, server, initial.length > 0 ? initial : undefined, t.idle, t);
+      if (slot >= 0) {
+        this.adoptedPair(slot);
+        return true;
+      }
+    } else {
+      const clientFd = client.descriptor();
+      const serverFd = server.descriptor();
+      if (clientFd === undefined || serverFd === undefined) return false;
+      client.pause();
+      server.pause();
+      slot = engine.start(this, clientFd, serverFd, initial.length > 0 ? initial : undefined, client.readEnded, server.readEnded, t.idle, t);
+    }
     if (slot < 0) {
       this.ctx.logger.debug({ conn: this.id, errno: slot }, 'native engine refused the pair: spliced in JavaScript');
       return false;
     }
+    this.adoptedPair(slot);
+    client.release();
+    server.release();
+    return true;
+  }
+
+  private adoptedPair(slot: number): void {
     this.nativeSlot = slot;
     this.handOverDue = false;
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
-    this.client.release();
-    server.release();
-    return true;
   }
 
   /** The native engine ended the pair by itself (NativeOwner). */

@@ -13,7 +13,7 @@ import { AffinitySet, type AffinityDump } from '../affinity/affinity-set.js';
 import { Connection } from './connection.js';
 import type { Endpoint } from '../io/endpoint.js';
 import { HealthChecker } from '../health/health-checker.js';
-import { acceptEndpoints, chooseIoEngine, type IoEngine } from '../io/io-engine.js';
+import { acceptEndpoints, chooseIoEngine, type Acceptor, type IoEngine } from '../io/io-engine.js';
 import type { ListenerContext, PoolRuntime } from './listener-context.js';
 import { connectionCeiling, openDescriptors, softNofileLimit, type ConnectionCeiling } from './fd-limit.js';
 import { CLOSE_REASONS, type CloseReason } from './reasons.js';
@@ -39,7 +39,8 @@ function hasMigration(config: TwinportConfig): boolean {
 }
 
 interface ListenerHandle {
-  readonly server: Server;
+  /** Set right after the server is made (before it listens). */
+  acceptor: Acceptor;
   ctx: ListenerContext;
   active: number;
   /** The inherited socket it serves, when it did not bind its own. */
@@ -197,7 +198,7 @@ export class ProxyRuntime {
 
   listeners(): ListenerInfo[] {
     return [...this.handles.values()].map((h) => {
-      const a = h.server.address() as AddressInfo | null;
+      const a = h.acceptor.address();
       const address = a === null ? '' : a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
       return { name: h.ctx.listener.name, bind: h.ctx.listener.bind.text, address, accepted: h.accepted, active: h.active };
     });
@@ -291,8 +292,8 @@ export class ProxyRuntime {
   listeningSockets(): ListeningSocket[] | undefined {
     const out: ListeningSocket[] = [];
     for (const h of this.handles.values()) {
-      const fd = (h.server as unknown as { _handle: { fd?: number } | null })._handle?.fd;
-      if (typeof fd !== 'number' || fd < 0) return undefined;
+      const fd = h.acceptor.fd();
+      if (fd === undefined) return undefined;
       const name = h.inherited?.name ?? h.ctx.listener.name;
       out.push({ listener: h.ctx.listener.name, fd, name });
     }
@@ -310,7 +311,7 @@ export class ProxyRuntime {
   /** Stop accepting on every listener (the sockets stay open in whoever else holds them). */
   stopAccepting(): void {
     this.stopping = true;
-    for (const h of this.handles.values()) h.server.close();
+    for (const h of this.handles.values()) h.acceptor.close();
   }
 
   async start(): Promise<void> {
@@ -337,7 +338,7 @@ export class ProxyRuntime {
   /** Bound addresses by listener name (port 0 in the config becomes the real port here). */
   addresses(): Map<string, AddressInfo> {
     const out = new Map<string, AddressInfo>();
-    for (const h of this.handles.values()) out.set(h.ctx.listener.name, h.server.address() as AddressInfo);
+    for (const h of this.handles.values()) out.set(h.ctx.listener.name, h.acceptor.address()!);
     return out;
   }
 
@@ -384,7 +385,7 @@ export class ProxyRuntime {
     }
     for (const [bind, h] of this.handles) {
       if (!keep.has(bind)) {
-        h.server.close();
+        h.acceptor.close();
         this.handles.delete(bind);
       }
     }
@@ -419,7 +420,7 @@ export class ProxyRuntime {
     for (const t of this.maintTimers) clearTimeout(t);
     this.maintTimers.clear();
     this.health.stop();
-    for (const h of this.handles.values()) h.server.close();
+    for (const h of this.handles.values()) h.acceptor.close();
     // A stop closes connections that have no backend yet. After a binary upgrade the service goes on in
     // the new process: those clients were accepted here and are served here (peek and connect are
     // bounded by their timeouts), or they would see a reset the upgrade promised not to cause.
@@ -551,14 +552,14 @@ export class ProxyRuntime {
   private async bind(l: ListenerConfig, inherited: InheritedSocket | undefined): Promise<void> {
     const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false, noDelay: true });
     const handle: ListenerHandle = {
-      server,
+      acceptor: undefined as unknown as Acceptor,
       ctx: this.contextFor(l, this.pools),
       active: 0,
       accepted: 0,
       limits: l.limits === undefined ? undefined : new ScopeLimits('listener', l.limits, performance.now()),
       ...(inherited !== undefined && { inherited }),
     };
-    acceptEndpoints(
+    handle.acceptor = acceptEndpoints(
       this.engine,
       server,
       (ep) => this.onAccept(handle, ep),
@@ -577,9 +578,9 @@ export class ProxyRuntime {
       });
     });
     this.handles.set(l.bind.text, handle);
-    const a = server.address() as AddressInfo;
+    const a = handle.acceptor.address()!;
     this.logger.info(
-      { listener: l.name, address: `${a.address}:${a.port}`, engine: this.engine, ...(inherited !== undefined && { fd: inherited.fd, fdName: inherited.name }) },
+      { listener: l.name, address: `${a.address}:${a.port}`, engine: this.engine, accepts: handle.acceptor.accepts, ...(inherited !== undefined && { fd: inherited.fd, fdName: inherited.name }) },
       'listening',
     );
   }
