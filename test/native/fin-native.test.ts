@@ -4,7 +4,9 @@
 // side has a bound starts it, bytes that flow afterwards do not move it (they do keep `idle` away), a
 // shorter `idle` still ends a quiet half-closed pair first, and the other side's FIN starts nothing.
 import test, { type ExecutionContext } from 'ava';
-import { readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import net, { type AddressInfo, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { NATIVE } from '../../src/io/native.js';
@@ -21,8 +23,12 @@ function nativeTest(title: string, fn: (t: ExecutionContext) => Promise<void>): 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const openFds = (): number => readdirSync('/proc/self/fd').length;
 
-/** A backend that keeps its half open after the client's FIN and hands its sockets to the test. */
-async function halfOpenBackend(): Promise<{ address: string; next(): Promise<Socket>; close(): Promise<void> }> {
+/**
+ * A backend that keeps its half open after the client's FIN and hands its sockets to the test. On a Unix
+ * socket the engine connects in JavaScript and takes the pair by its descriptors (`start`); on TCP the
+ * addon connects and pairs its own sockets (`adopt`): both carry the bounds.
+ */
+async function halfOpenBackend(unix: boolean): Promise<{ address: string; next(): Promise<Socket>; close(): Promise<void> }> {
   const sockets: Socket[] = [];
   const waiting: ((s: Socket) => void)[] = [];
   const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (s) => {
@@ -31,9 +37,11 @@ async function halfOpenBackend(): Promise<{ address: string; next(): Promise<Soc
     if (w !== undefined) w(s);
     else sockets.push(s);
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const dir = unix ? mkdtempSync(join(tmpdir(), 'twp-fin-')) : undefined;
+  if (dir !== undefined) await new Promise<void>((r) => server.listen(join(dir, 'backend.sock'), () => r()));
+  else await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   return {
-    address: `127.0.0.1:${(server.address() as AddressInfo).port}`,
+    address: dir !== undefined ? `unix:${join(dir, 'backend.sock')}` : `127.0.0.1:${(server.address() as AddressInfo).port}`,
     next: () => {
       const s = sockets.shift();
       return s !== undefined ? Promise.resolve(s) : new Promise((r) => waiting.push(r));
@@ -41,7 +49,10 @@ async function halfOpenBackend(): Promise<{ address: string; next(): Promise<Soc
     close: () =>
       new Promise<void>((r) => {
         for (const s of sockets) s.destroy();
-        server.close(() => r());
+        server.close(() => {
+          if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+          r();
+        });
       }),
   };
 }
@@ -59,6 +70,8 @@ interface FinCase {
   readonly after: 'traffic' | 'quiet' | 'other-fin';
   /** The client sends its request and its FIN at once, so the FIN is read before the hand-over. */
   readonly finBeforeHandOver?: boolean;
+  /** The server is on a Unix socket (the descriptor hand-over, not the addon's own connect). */
+  readonly unixServer?: boolean;
   readonly expect: { readonly reason: string; readonly detail?: string; readonly atLeast: number; readonly atMost: number };
 }
 
@@ -110,11 +123,22 @@ const CASES: FinCase[] = [
     finBeforeHandOver: true,
     expect: { reason: 'fin-timeout', detail: 'client_fin', atLeast: 600, atMost: 600 + LATE },
   },
+  ...(['client', 'server'] as const).map(
+    (first): FinCase => ({
+      name: `a server on a Unix socket (the pair handed over by descriptors): ${first}_fin ends it while bytes flow`,
+      first,
+      idle: 500,
+      ...(first === 'client' ? { clientFin: 700 } : { serverFin: 700 }),
+      after: 'traffic',
+      unixServer: true,
+      expect: { reason: 'fin-timeout', detail: `${first}_fin`, atLeast: 700, atMost: 700 + LATE },
+    }),
+  ),
 ];
 
 async function runCase(t: ExecutionContext, engineName: 'native' | 'libuv', c: FinCase): Promise<void> {
   const label = `[${engineName}] ${c.name}`;
-  const backend = await halfOpenBackend();
+  const backend = await halfOpenBackend(c.unixServer === true);
   const bounds = [c.clientFin === undefined ? '' : `, client_fin: ${c.clientFin}ms`, c.serverFin === undefined ? '' : `, server_fin: ${c.serverFin}ms`].join('');
   const proxy = await startProxy(`
 io_engine: ${engineName}
