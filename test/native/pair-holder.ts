@@ -17,6 +17,8 @@ export interface HolderStats {
   /** `reason detail` of every close line that is not `done`. */
   readonly notDone: readonly string[];
   readonly activeConnections: number;
+  /** Connections the echo backend accepted so far. */
+  readonly accepted: number;
 }
 
 export type HolderMessage = { readonly ready: HolderStats } | { readonly stats: HolderStats } | { readonly error: string };
@@ -34,7 +36,9 @@ async function main(): Promise<void> {
     return;
   }
   const sockets = new Set<Socket>();
+  let accepted = 0;
   const backend = net.createServer({ allowHalfOpen: true }, (s) => {
+    accepted++;
     sockets.add(s);
     s.on('error', () => {});
     // The request head is read and dropped; a single byte is the parent's probe, echoed.
@@ -66,6 +70,7 @@ pools:
       closes: closes.length,
       notDone: closes.filter((l) => l['reason'] !== 'done').map((l) => `${String(l['reason'])} ${String(l['detail'])}`),
       activeConnections: proxy.runtime.activeConnections,
+      accepted,
     };
   };
   process.on('message', (m: unknown) => {
