@@ -1,7 +1,7 @@
 // The benchmark runner (issue 6): `npm run bench [-- options]`.
 //
 //   --quick               1 s per cell, M1 with 1 000 connections, quick parser bench: a smoke run
-//   --only a,b            targets: direct, twinport, haproxy, nginx-stream, naive
+//   --only a,b            targets: direct, twinport, haproxy, nginx-stream, sslh, naive (bench/targets.ts)
 //   --scenarios S1,S3     scenarios: S1 S2 S3 S4 S5 M1 P1 (S5 = bulk over HTTP and over TLS; P1 = twinport's
 //                         pool policies and TLS affinity, bench/pools.ts)
 //   --duration N          seconds per measured cell (default 5; quick 1)

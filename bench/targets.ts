@@ -27,11 +27,13 @@ export const TARGET_NAMES = [
   'direct',
   'twinport',
   'twinport-libuv',
+  'twinport-stage1',
   'twinport-streams',
   'twinport-record',
   'twinport-admin',
   'haproxy',
   'nginx-stream',
+  'sslh',
   'naive',
   'twinport-w2',
   'twinport-w2-none',
@@ -78,6 +80,8 @@ export function unavailable(name: TargetName): string | undefined {
       return existsSync(join(NGINX_MODULES, 'ngx_stream_module.so'))
         ? undefined
         : `no ${NGINX_MODULES}/ngx_stream_module.so (Debian: \`apt-get install libnginx-mod-stream\`)`;
+    case 'sslh':
+      return hasCommand('sslh-select') ? undefined : 'sslh not installed (Debian: `apt-get install sslh`)';
     default:
       return undefined;
   }
@@ -197,6 +201,7 @@ export async function startTarget(name: TargetName, ctx: TargetContext): Promise
   switch (name) {
     case 'twinport':
     case 'twinport-libuv':
+    case 'twinport-stage1':
     case 'twinport-streams':
     case 'twinport-record':
     case 'twinport-admin':
@@ -220,7 +225,13 @@ export async function startTarget(name: TargetName, ctx: TargetContext): Promise
       if (name === 'twinport-w2') args.push('--workers', '2', '--scheduling', 'rr');
       if (name === 'twinport-w2-none') args.push('--workers', '2', '--scheduling', 'none');
       const multi = name === 'twinport-w2' || name === 'twinport-w2-none';
-      const env = name === 'twinport-base' && ctx.baseEnv !== undefined ? { ...process.env, ...ctx.baseEnv } : undefined;
+      // twinport-stage1: the native engine with the connection path in JavaScript (only the splice in C).
+      const env =
+        name === 'twinport-base' && ctx.baseEnv !== undefined
+          ? { ...process.env, ...ctx.baseEnv }
+          : name === 'twinport-stage1'
+            ? { ...process.env, TWINPORT_NATIVE_ACCEPT: 'off' }
+            : undefined;
       const running = await spawnProxy(name, multi ? { ...ctx, cpus: ctx.allCpus } : ctx, port, ...twinportCommand(root, ctx.nodeFlags, args), env);
       if (adminPort === undefined) return running;
       // Scraped as a Prometheus server would, once a second, for the target's whole life: the proxy's
@@ -247,6 +258,11 @@ export async function startTarget(name: TargetName, ctx: TargetContext): Promise
       const file = join(ctx.dir, 'stream-nginx.conf');
       writeFileSync(file, nginxStreamConf(ctx.dir, port, b, ctx.nofile));
       return spawnProxy(name, ctx, port, 'nginx', ['-p', ctx.dir, '-c', file, '-g', 'daemon off;']);
+    }
+    case 'sslh': {
+      // sslh-select: one process, select(2); sslh (sslh-fork) forks a process per connection. It cannot
+      // hold more than FD_SETSIZE (1 024) descriptors, so M1 fails for it by design.
+      return spawnProxy(name, ctx, port, 'sslh-select', ['-f', '-n', '-p', `127.0.0.1:${port}`, '--tls', `127.0.0.1:${b.httpsPort}`, '--http', `127.0.0.1:${b.httpPort}`]);
     }
     case 'naive':
     case 'naive-raw': {

@@ -67,6 +67,8 @@ const allTests = (dir) =>
   );
 let ok = await runAva(extra.length > 0 ? extra : allTests('dist/test').filter((f) => !SERIAL.includes(f)), {}, undefined);
 if (extra.length === 0) ok = (await runAva(['--concurrency', '1', ...SERIAL], {}, undefined)) && ok;
+// TWINPORT_TEST_SANITIZE=1 with file arguments: those files again on the sanitizer build (development).
+if (extra.length > 0 && process.env.TWINPORT_TEST_SANITIZE === '1') ok = (await sanitizerPass(extra.filter((a) => !a.startsWith('-')))) && ok;
 if (extra.length === 0) {
   const dir = 'dist/test/integration';
   const proxyTests = readdirSync(dir)
@@ -80,7 +82,7 @@ if (extra.length === 0) {
   // Under CI always (the native code's quality bar), elsewhere on request: it rebuilds the addon and runs
   // the proxy suites several times slower.
   const sanitize = process.env.TWINPORT_TEST_SANITIZE === '1' || (process.env.CI === 'true' && process.env.TWINPORT_TEST_SANITIZE !== '0');
-  if (sanitize) ok = (await sanitizerPass([...proxyTests, 'dist/test/native/splice-native.test.js', 'dist/test/native/fin-native.test.js'])) && ok;
+  if (sanitize) ok = (await sanitizerPass([...proxyTests, 'dist/test/native/splice-native.test.js', 'dist/test/native/accept-native.test.js', 'dist/test/native/fin-native.test.js'])) && ok;
 }
 
 /** The native engine built with ASan + UBSan, under every in-process proxy suite. */

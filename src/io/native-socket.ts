@@ -113,8 +113,10 @@ export class NativeSockets {
         ep.destroy();
         return;
       }
+      // The first bytes go to the connection when it starts reading, usually inside accept (resume).
+      ep.held = n;
       target.accept(ep);
-      if (n > 0) ep.readEvent(n);
+      if (ep.held > 0) ep.keepHeld();
       return;
     }
     if (ev === EV_ACCEPT_FAILED) {
@@ -223,6 +225,11 @@ export class NativeSocketEndpoint implements Endpoint {
     if (this.inner !== undefined) return this.inner.resume();
     if (this.reading || this.eof || this.closed || this.connecting !== undefined) return;
     this.reading = true;
+    if (this.held > 0 || this.heldCopy !== undefined) {
+      this.giveHeld();
+      // The sink may have paused, closed, promoted or decided everything meanwhile.
+      if (!this.reading || this.closed || this.inner !== undefined) return;
+    }
     const err = this.owner.addon.sockRead(this.slot, true);
     if (err !== 0) {
       this.reading = false;
@@ -315,6 +322,30 @@ export class NativeSocketEndpoint implements Endpoint {
     if (this.eof) inner.markEnded();
     if (this.reading) inner.resume();
     return inner;
+  }
+
+  /** @internal Bytes the accept read, still in SHARED_READ_BUFFER: given at the first resume. */
+  held = 0;
+  private heldCopy: Buffer | undefined;
+
+  /** @internal The accept's call is over and the bytes were not taken: copy them out of the shared buffer. */
+  keepHeld(): void {
+    this.heldCopy = Buffer.from(SHARED_READ_BUFFER.subarray(0, this.held));
+    this.held = 0;
+  }
+
+  private giveHeld(): void {
+    const copy = this.heldCopy;
+    const n = this.held;
+    this.held = 0;
+    this.heldCopy = undefined;
+    if (this.closed) return;
+    if (copy !== undefined) {
+      this.readOwn += copy.length;
+      if (!this.sink.onRead(this.side, copy.length, copy, true)) this.pause();
+      return;
+    }
+    this.readEvent(n);
   }
 
   /** @internal n bytes are in SHARED_READ_BUFFER. */

@@ -52,6 +52,11 @@ struct addon {
   napi_ref counts_ref;
   double *counts;
   napi_async_context async;
+  napi_ref resource;
+  /* Open while a batch of epoll events calls JavaScript (see call_js). */
+  int in_batch;
+  napi_handle_scope batch_handles;
+  napi_callback_scope batch_scope;
   struct slot_pair **slots;
   uint32_t nslots;   /* slots handed out so far (live or free) */
   uint32_t cap;
@@ -119,6 +124,63 @@ static int take_slot(struct addon *a, uint32_t *out) {
   return 0;
 }
 
+/* JavaScript is called from the event loop in one of two ways. Inside a batch of epoll events every call
+ * shares one handle scope and one callback scope, opened at the batch's first call and closed by
+ * on_batch_end: Node's tick queue and microtasks run once per batch instead of once per event (what a
+ * napi_make_callback per event costs). Outside a batch (a timer's callback), each call is a
+ * napi_make_callback in a handle scope of its own. */
+struct js_call {
+  int batch;
+  napi_handle_scope scope;
+};
+
+static int js_begin(struct addon *a, struct js_call *c) {
+  napi_env env = a->env;
+  c->batch = 0;
+  if (a->pl.dispatching > 0 && a->resource != NULL) {
+    if (a->in_batch) {
+      c->batch = 1;
+      return 1;
+    }
+    napi_value resource;
+    if (napi_open_handle_scope(env, &a->batch_handles) != napi_ok) return 0;
+    if (napi_get_reference_value(env, a->resource, &resource) == napi_ok &&
+        napi_open_callback_scope(env, resource, a->async, &a->batch_scope) == napi_ok) {
+      a->in_batch = 1;
+      c->batch = 1;
+      return 1;
+    }
+    napi_close_handle_scope(env, a->batch_handles);
+  }
+  return napi_open_handle_scope(env, &c->scope) == napi_ok;
+}
+
+/* Calls fn(argv); a throw left by the handler (which catches its own) is an uncaught exception. */
+static void js_call_fn(struct addon *a, const struct js_call *c, napi_ref fn_ref, size_t argc, const napi_value *argv) {
+  napi_env env = a->env;
+  napi_value fn, recv, result;
+  if (napi_get_reference_value(env, fn_ref, &fn) != napi_ok || fn == NULL || napi_get_global(env, &recv) != napi_ok) return;
+  napi_status st = c->batch ? napi_call_function(env, recv, fn, argc, argv, &result)
+                            : napi_make_callback(env, a->async, recv, fn, argc, argv, &result);
+  if (st != napi_ok) {
+    napi_value exc;
+    if (napi_get_and_clear_last_exception(env, &exc) == napi_ok && exc != NULL) napi_fatal_exception(env, exc);
+  }
+}
+
+static void js_end(struct addon *a, const struct js_call *c) {
+  if (!c->batch) napi_close_handle_scope(a->env, c->scope);
+}
+
+static void on_batch_end(struct pair_loop *pl) {
+  struct addon *a = (struct addon *)(void *)((char *)pl - offsetof(struct addon, pl));
+  if (!a->in_batch) return;
+  a->in_batch = 0;
+  /* Runs the ticks and microtasks the batch's calls queued. */
+  (void)napi_close_callback_scope(a->env, a->batch_scope);
+  (void)napi_close_handle_scope(a->env, a->batch_handles);
+}
+
 static void on_pair_done(struct pair *p, enum pair_reason reason, int err) {
   struct slot_pair *sp = (struct slot_pair *)p;
   struct addon *a = sp->addon;
@@ -126,19 +188,13 @@ static void on_pair_done(struct pair *p, enum pair_reason reason, int err) {
   uint32_t slot = sp->slot;
   fill_counts(a, p);
   free_slot(a, sp);
-  napi_handle_scope scope;
-  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
-  napi_value fn, recv, argv[3], result;
-  if (napi_get_reference_value(env, a->on_done, &fn) == napi_ok && fn != NULL && napi_get_global(env, &recv) == napi_ok &&
-      napi_create_uint32(env, slot, &argv[0]) == napi_ok && napi_create_int32(env, (int32_t)reason, &argv[1]) == napi_ok &&
-      napi_create_int32(env, err, &argv[2]) == napi_ok) {
-    if (napi_make_callback(env, a->async, recv, fn, 3, argv, &result) != napi_ok) {
-      /* The JavaScript handler catches its own errors; anything left is an uncaught exception. */
-      napi_value exc;
-      if (napi_get_and_clear_last_exception(env, &exc) == napi_ok && exc != NULL) napi_fatal_exception(env, exc);
-    }
-  }
-  napi_close_handle_scope(env, scope);
+  struct js_call c;
+  if (!js_begin(a, &c)) return;
+  napi_value argv[3];
+  if (napi_create_uint32(env, slot, &argv[0]) == napi_ok && napi_create_int32(env, (int32_t)reason, &argv[1]) == napi_ok &&
+      napi_create_int32(env, err, &argv[2]) == napi_ok)
+    js_call_fn(a, &c, a->on_done, 3, argv);
+  js_end(a, &c);
 }
 
 static struct addon *addon_of(napi_env env) {
@@ -172,6 +228,8 @@ static napi_value js_init(napi_env env, napi_callback_info info) {
     CHECK(napi_create_object(env, &resource));
     CHECK(napi_create_string_utf8(env, "twinport:splice", NAPI_AUTO_LENGTH, &name));
     CHECK(napi_async_init(env, resource, name, &a->async));
+    CHECK(napi_create_reference(env, resource, 1, &a->resource));
+    a->pl.batch_end = on_batch_end;
   }
   return NULL;
 }
@@ -350,18 +408,13 @@ static void on_sock_event(struct nsock *s, int ev, int n, struct nsock *fresh) {
     unbind_sock(a, s);
     sock_close(s, 0);
   }
-  napi_handle_scope scope;
-  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
-  napi_value fn, recv, argv[4], result;
-  if (napi_get_reference_value(env, a->on_sock, &fn) == napi_ok && fn != NULL && napi_get_global(env, &recv) == napi_ok &&
-      napi_create_int32(env, ev, &argv[0]) == napi_ok && napi_create_uint32(env, slot, &argv[1]) == napi_ok &&
-      napi_create_int32(env, n, &argv[2]) == napi_ok && napi_create_uint32(env, listener, &argv[3]) == napi_ok) {
-    if (napi_make_callback(env, a->async, recv, fn, 4, argv, &result) != napi_ok) {
-      napi_value exc;
-      if (napi_get_and_clear_last_exception(env, &exc) == napi_ok && exc != NULL) napi_fatal_exception(env, exc);
-    }
-  }
-  napi_close_handle_scope(env, scope);
+  struct js_call c;
+  if (!js_begin(a, &c)) return;
+  napi_value argv[4];
+  if (napi_create_int32(env, ev, &argv[0]) == napi_ok && napi_create_uint32(env, slot, &argv[1]) == napi_ok &&
+      napi_create_int32(env, n, &argv[2]) == napi_ok && napi_create_uint32(env, listener, &argv[3]) == napi_ok)
+    js_call_fn(a, &c, a->on_sock, 4, argv);
+  js_end(a, &c);
 }
 
 static napi_value js_sock_init(napi_env env, napi_callback_info info) {

@@ -343,6 +343,7 @@ static void on_epoll(uv_poll_t *h, int status, int events) {
       on_event(p, s == &p->side[SIDE_SERVER] ? SIDE_SERVER : SIDE_CLIENT, ev[i].events);
     }
     pl->dispatching--;
+    if (pl->batch_end != NULL) pl->batch_end(pl);
     sock_free_dead(pl);
     if (n < EVENTS_PER_WAIT) return;
   }

@@ -95,6 +95,8 @@ struct pair_loop {
   size_t read_len;
   int dispatching;
   struct nsock *dead;
+  /* Called after each dispatched batch (addon.c closes the one callback scope its calls shared). */
+  void (*batch_end)(struct pair_loop *pl);
 };
 
 #define PAIR_CHUNK (64 * 1024)

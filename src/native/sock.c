@@ -299,10 +299,14 @@ static void on_readable(struct nsock *s) {
   emit(s, SOCK_EV_ERROR, err, NULL);
 }
 
-static void on_connected(struct nsock *s) {
+static void on_connected(struct nsock *s, uint32_t events) {
   int err = 0;
-  socklen_t len = sizeof err;
-  if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+  /* Writable without an error or hang-up is a completed connect (HAProxy trusts it too): the SO_ERROR
+   * lookup is only for a failed one. */
+  if (events & (EPOLLERR | EPOLLHUP)) {
+    socklen_t len = sizeof err;
+    if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+  }
   if (err != 0) {
     /* The owner closes it (it may try the next server). */
     s->state = SOCK_OPEN;
@@ -326,7 +330,7 @@ void sock_on_event(struct nsock *s, uint32_t events) {
       on_accept(s);
       return;
     case SOCK_CONNECTING:
-      on_connected(s);
+      on_connected(s, events);
       return;
     case SOCK_OPEN:
       if (s->reading && !s->eof) on_readable(s);

@@ -231,8 +231,10 @@ export class Connection implements EndpointSink, NativeOwner {
       this.finish('client-reset', 'socket closed before accept completed');
       return;
     }
-    this.armPeekTimer();
     this.client.resume();
+    // An endpoint may give the bytes it already holds during resume (the native accept reads at once):
+    // a peek decided by then needs no timer.
+    if (this.phase === 'peek' && this.timer === undefined) this.armPeekTimer();
   }
 
   /** Closes a connection that has not been spliced yet, or every connection at the end of a shutdown. */
