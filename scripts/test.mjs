@@ -82,7 +82,7 @@ if (extra.length === 0) {
   // Under CI always (the native code's quality bar), elsewhere on request: it rebuilds the addon and runs
   // the proxy suites several times slower.
   const sanitize = process.env.TWINPORT_TEST_SANITIZE === '1' || (process.env.CI === 'true' && process.env.TWINPORT_TEST_SANITIZE !== '0');
-  if (sanitize) ok = (await sanitizerPass([...proxyTests, 'dist/test/native/splice-native.test.js', 'dist/test/native/accept-native.test.js', 'dist/test/native/splice-pipe.test.js'])) && ok;
+  if (sanitize) ok = (await sanitizerPass([...proxyTests, 'dist/test/native/splice-native.test.js', 'dist/test/native/accept-native.test.js', 'dist/test/native/fin-native.test.js', 'dist/test/native/splice-pipe.test.js'])) && ok;
 }
 
 /** The native engine built with ASan + UBSan, under every in-process proxy suite. */

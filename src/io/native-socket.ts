@@ -21,7 +21,16 @@ export interface SockAddon {
   sockDetach(slot: number): number;
   sockFd(slot: number): number;
   sockName(slot: number, local: boolean): [string, number] | number;
-  adopt(clientSlot: number, serverSlot: number, initial: Buffer | undefined, clientEof: boolean, serverEof: boolean, idleMs: number): number;
+  adopt(
+    clientSlot: number,
+    serverSlot: number,
+    initial: Buffer | undefined,
+    clientEof: boolean,
+    serverEof: boolean,
+    idleMs: number,
+    clientFinMs?: number,
+    serverFinMs?: number,
+  ): number;
   liveSockets(): number;
 }
 

@@ -12,7 +12,16 @@ import { NativeSockets, type NativeSocketEndpoint, type SockAddon } from './nati
 
 interface Addon extends Partial<SockAddon> {
   init(onDone: (slot: number, reason: number, errno: number) => void, counts: Float64Array): void;
-  start(clientFd: number, serverFd: number, initial: Buffer | undefined, clientEof: boolean, serverEof: boolean, idleMs: number): number;
+  start(
+    clientFd: number,
+    serverFd: number,
+    initial: Buffer | undefined,
+    clientEof: boolean,
+    serverEof: boolean,
+    idleMs: number,
+    clientFinMs?: number,
+    serverFinMs?: number,
+  ): number;
   close(slot: number): boolean;
   counts(slot: number): boolean;
   selfCheck(): string | null;
@@ -42,8 +51,11 @@ export const SPLICE_ENV = 'TWINPORT_NATIVE_SPLICE';
 export const DEFAULT_SPLICE: SpliceMode = 'auto';
 
 /** How a natively spliced pair ended: the JavaScript splice's outcomes (docs/reasons.md). */
-export type NativeReason = 'done' | 'client-reset' | 'server-reset' | 'idle-timeout';
-const REASONS: readonly NativeReason[] = ['done', 'client-reset', 'server-reset', 'idle-timeout'];
+export type NativeReason = 'done' | 'client-reset' | 'server-reset' | 'idle-timeout' | 'fin-timeout';
+/** Indexed by the addon's reason code (enum pair_reason in src/native/pair.h). */
+const REASONS: readonly NativeReason[] = ['done', 'client-reset', 'server-reset', 'idle-timeout', 'fin-timeout', 'fin-timeout'];
+/** The detail a reason code carries by itself (the others name an errno, or nothing). */
+const DETAILS: readonly (string | undefined)[] = [undefined, undefined, undefined, undefined, 'client_fin', 'server_fin'];
 
 /** Bytes of a pair while native code carried it: what each side read and had written to it. */
 export interface NativeCounts {
@@ -78,8 +90,15 @@ export class NativeEngine {
    * Pairs two sockets the addon holds already (accepted and connected by it): nothing is duplicated.
    * A negative errno when it could not (the sockets are then still the endpoints', out of the epoll set).
    */
-  adopt(owner: NativeOwner, client: NativeSocketEndpoint, server: NativeSocketEndpoint, initial: Buffer | undefined, idleMs: number): number {
-    const slot = (this.addon as Addon & SockAddon).adopt(client.slot, server.slot, initial, client.readEnded, server.readEnded, idleMs);
+  adopt(
+    owner: NativeOwner,
+    client: NativeSocketEndpoint,
+    server: NativeSocketEndpoint,
+    initial: Buffer | undefined,
+    idleMs: number,
+    fin?: { readonly clientFin?: number | undefined; readonly serverFin?: number | undefined },
+  ): number {
+    const slot = (this.addon as Addon & SockAddon).adopt(client.slot, server.slot, initial, client.readEnded, server.readEnded, idleMs, fin?.clientFin, fin?.serverFin);
     if (slot < 0) return slot;
     client.adopted();
     server.adopted();
@@ -90,11 +109,21 @@ export class NativeEngine {
   /**
    * Hands a pair over. The addon duplicates both descriptors: the caller closes its own endpoints right
    * after a success. `initial` is written to the server first (PROXY header, peeked bytes); an *Eof flag
-   * says that side's FIN was read already. A negative errno when the addon could not take the pair
-   * (EMFILE while duplicating): the caller keeps splicing it in JavaScript.
+   * says that side's FIN was read already. `fin` holds timeouts.client_fin / server_fin (absent: no bound).
+   * A negative errno when the addon could not take the pair (EMFILE while duplicating): the caller keeps
+   * splicing it in JavaScript.
    */
-  start(owner: NativeOwner, clientFd: number, serverFd: number, initial: Buffer | undefined, clientEof: boolean, serverEof: boolean, idleMs: number): number {
-    const slot = this.addon.start(clientFd, serverFd, initial, clientEof, serverEof, idleMs);
+  start(
+    owner: NativeOwner,
+    clientFd: number,
+    serverFd: number,
+    initial: Buffer | undefined,
+    clientEof: boolean,
+    serverEof: boolean,
+    idleMs: number,
+    fin?: { readonly clientFin?: number | undefined; readonly serverFin?: number | undefined },
+  ): number {
+    const slot = this.addon.start(clientFd, serverFd, initial, clientEof, serverEof, idleMs, fin?.clientFin, fin?.serverFin);
     if (slot >= 0) this.owners[slot] = owner;
     return slot;
   }
@@ -138,7 +167,7 @@ export class NativeEngine {
     const owner = this.owners[slot];
     this.owners[slot] = undefined;
     if (owner === undefined) return;
-    owner.nativeDone(REASONS[reason] ?? 'done', errno === 0 ? undefined : errnoCode(errno), this.readCounts());
+    owner.nativeDone(REASONS[reason] ?? 'done', errno === 0 ? DETAILS[reason] : errnoCode(errno), this.readCounts());
   };
 }
 

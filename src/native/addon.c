@@ -2,8 +2,9 @@
  *   init(onDone, counts)  onDone(slot, reason, errno) when a pair ends by itself; counts: a Float64Array(4)
  *                         that holds [client read, client written, server read, server written] of the
  *                         pair just ended (by onDone or close)
- *   start(clientFd, serverFd, initial, clientEof, serverEof, idleMs) → slot ≥ 0, or -errno
- *                         the descriptors are duplicated: the caller closes its own afterwards
+ *   start(clientFd, serverFd, initial, clientEof, serverEof, idleMs[, clientFinMs, serverFinMs])
+ *                         → slot ≥ 0, or -errno; the descriptors are duplicated: the caller closes its own
+ *                         afterwards. A FIN bound left out or undefined: none (timeouts.client_fin / server_fin)
  *   close(slot) → true when the slot was live (counts filled), false otherwise
  *   counts(slot) → the same, for a pair that goes on (the admin API's live byte counts)
  *   selfCheck() → null, or what failed
@@ -20,8 +21,9 @@
  *   connect(address, port, ipv6) → socket slot, or -errno; CONNECTED / CONNECT_FAILED follow
  *   sockRead(slot, on) → 0 or -errno;  sockClose(slot, reset);  sockDetach(slot) → fd (now the caller's)
  *   sockName(slot, local) → [address, port], or -errno;  sockFd(slot) → fd
- *   adopt(clientSlot, serverSlot, initial, clientEof, serverEof, idleMs) → pair slot, or -errno: as
- *                         start, without duplicating; both socket slots are gone on success
+ *   adopt(clientSlot, serverSlot, initial, clientEof, serverEof, idleMs[, clientFinMs, serverFinMs])
+ *                         → pair slot, or -errno: as start, without duplicating; both socket slots are
+ *                         gone on success
  * Socket slots are numbered apart from pair slots. */
 #define _GNU_SOURCE
 #define NAPI_VERSION 8
@@ -242,9 +244,25 @@ static napi_value int_value(napi_env env, int32_t v) {
   return out;
 }
 
+/* An optional bound in ms: PAIR_FIN_NONE when undefined (or left out: node-api passes undefined), -1 when
+ * it is not a number ≥ 0. */
+static int fin_arg(napi_env env, napi_value v, uint64_t *out) {
+  napi_valuetype t;
+  double ms;
+  if (napi_typeof(env, v, &t) != napi_ok) return -1;
+  if (t == napi_undefined) {
+    *out = PAIR_FIN_NONE;
+    return 0;
+  }
+  if (t != napi_number || napi_get_value_double(env, v, &ms) != napi_ok || !(ms >= 0)) return -1;
+  /* pair_set_fin holds what it cannot keep; a double past 2^64 would be UB to convert. */
+  *out = ms >= 1e18 ? (uint64_t)1e18 : (uint64_t)ms;
+  return 0;
+}
+
 static napi_value js_start(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
-  napi_value argv[6];
+  size_t argc = 8;
+  napi_value argv[8];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   struct addon *a = addon_of(env);
   if (a == NULL || argc < 6 || a->counts == NULL || !a->pl_ready) return throw_last(env, "start: call init first");
@@ -266,6 +284,8 @@ static napi_value js_start(napi_env env, napi_callback_info info) {
     initial = d;
   }
   if (cfd < 0 || sfd < 0 || !(idle >= 0)) return int_value(env, -EBADF);
+  uint64_t client_fin, server_fin;
+  if (fin_arg(env, argv[6], &client_fin) != 0 || fin_arg(env, argv[7], &server_fin) != 0) return int_value(env, -EINVAL);
 
   uint32_t slot;
   int err = take_slot(a, &slot);
@@ -297,6 +317,7 @@ static napi_value js_start(napi_env env, napi_callback_info info) {
     a->free_slots[a->nfree++] = slot;
     return int_value(env, err);
   }
+  pair_set_fin(&sp->pair, client_fin, server_fin);
   a->slots[slot] = sp;
   a->live++;
   return int_value(env, (int32_t)slot);
@@ -557,8 +578,8 @@ static napi_value js_sock_name(napi_env env, napi_callback_info info) {
 }
 
 static napi_value js_adopt(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
-  napi_value argv[6];
+  size_t argc = 8;
+  napi_value argv[8];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   struct addon *a = sock_ready(env);
   if (a == NULL || argc < 6 || a->counts == NULL) return throw_last(env, "adopt: call init and sockInit first");
@@ -581,6 +602,8 @@ static napi_value js_adopt(napi_env env, napi_callback_info info) {
   }
   struct nsock *c = sock_at(a, cslot), *s = sock_at(a, sslot);
   if (c == NULL || s == NULL || c == s || c->state != SOCK_OPEN || s->state != SOCK_OPEN || !(idle >= 0)) return int_value(env, -EBADF);
+  uint64_t client_fin, server_fin;
+  if (fin_arg(env, argv[6], &client_fin) != 0 || fin_arg(env, argv[7], &server_fin) != 0) return int_value(env, -EINVAL);
   uint32_t slot;
   int err = take_slot(a, &slot);
   if (err != 0) return int_value(env, err);
@@ -602,6 +625,7 @@ static napi_value js_adopt(napi_env env, napi_callback_info info) {
     a->free_slots[a->nfree++] = slot;
     return int_value(env, err);
   }
+  pair_set_fin(&sp->pair, client_fin, server_fin);
   unbind_sock(a, c);
   unbind_sock(a, s);
   sock_forget(c);

@@ -24,6 +24,7 @@
 
 static void on_epoll(uv_poll_t *h, int status, int events);
 static void on_idle(uv_timer_t *t);
+static void fin_seen(struct pair *p, int k);
 
 static void free_handle(uv_handle_t *h) { free(h); }
 
@@ -163,6 +164,8 @@ static int pump(struct pair *p, int k, int *err_side) {
   if (splice_on(p, k)) {
     int err = splice_pump(p, k, READS_PER_EVENT, err_side);
     if (err != 0) return err;
+    /* pump runs only before the direction's FIN: an eof now is this read's, through the pipe. */
+    if (d->eof) fin_seen(p, k);
     reads = READS_PER_EVENT;
   }
   while (reads < READS_PER_EVENT && !d->eof && d->pend == NULL) {
@@ -176,6 +179,7 @@ static int pump(struct pair *p, int k, int *err_side) {
     reads++;
     if (n == 0) {
       d->eof = 1;
+      fin_seen(p, k);
       break;
     }
     src->bytes_read += (uint64_t)n;
@@ -371,8 +375,30 @@ static uint64_t idle_step(const struct pair *p) {
   return step > 0 ? step : 1;
 }
 
+/* The pair's one timer serves the idle checks and the FIN bound: it wakes at whichever is due first.
+ * UINT64_MAX: no idle check due (only the FIN bound, if armed). */
 static void arm_idle(struct pair *p, uint64_t ms) {
+  if (p->fin_at != 0) {
+    uint64_t now = uv_now(p->pl->loop);
+    uint64_t left = p->fin_at > now ? p->fin_at - now : 0;
+    if (left < ms) ms = left;
+  }
+  if (ms == UINT64_MAX) return;
   /* uv_timer_start fails only for a closing handle or no callback: neither can happen here. */
+  (void)uv_timer_start(&p->idle, on_idle, ms, 0);
+}
+
+/* Side k's FIN was read. The first FIN whose side has a bound arms it, once (the JavaScript splice's
+ * armFinTimer): later bytes and the other side's FIN do not move it. Per FIN, never per read. */
+static void fin_seen(struct pair *p, int k) {
+  uint64_t ms = p->dir[k].fin_ms;
+  if (ms == 0 || p->fin_at != 0) return;
+  p->fin_side = k;
+  p->fin_at = uv_now(p->pl->loop) + ms;
+  /* A deferred failure's timer is due at once and ends the pair first; an idle check due sooner
+   * re-arms for the bound itself (arm_idle). */
+  if (p->deferred_err != 0) return;
+  if (uv_is_active((uv_handle_t *)&p->idle) && uv_timer_get_due_in(&p->idle) <= ms) return;
   (void)uv_timer_start(&p->idle, on_idle, ms, 0);
 }
 
@@ -383,8 +409,16 @@ static void on_idle(uv_timer_t *t) {
     fail(p, p->deferred_side, p->deferred_err);
     return;
   }
-  uint64_t bytes = p->side[0].bytes_read + p->side[1].bytes_read;
   uint64_t now = uv_now(p->pl->loop);
+  if (p->fin_at != 0 && now >= p->fin_at) {
+    finish(p, p->fin_side == SIDE_CLIENT ? PAIR_CLIENT_FIN_TIMEOUT : PAIR_SERVER_FIN_TIMEOUT, 0, -1);
+    return;
+  }
+  if (p->idle_ms == 0) {
+    arm_idle(p, UINT64_MAX);
+    return;
+  }
+  uint64_t bytes = p->side[0].bytes_read + p->side[1].bytes_read;
   if (bytes != p->idle_seen) {
     p->idle_seen = bytes;
     p->last_active = now;
@@ -477,6 +511,22 @@ int pair_adopt(struct pair_loop *pl, struct pair *p, int client_fd, int client_i
                const char *initial, size_t initial_len, int client_eof, int server_eof, uint64_t idle_ms, pair_done_cb done) {
   return start(pl, p, client_fd, client_in_set, server_fd, server_in_set, initial, initial_len, client_eof, server_eof,
                idle_ms, done);
+}
+
+/* 0: no bound (the dir's fin_ms). Node's setTimeout runs a 0 ms timer after 1 ms. */
+static uint32_t fin_bound(uint64_t ms) {
+  if (ms == PAIR_FIN_NONE) return 0;
+  if (ms == 0) return 1;
+  return ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
+}
+
+void pair_set_fin(struct pair *p, uint64_t client_fin_ms, uint64_t server_fin_ms) {
+  p->dir[SIDE_CLIENT].fin_ms = fin_bound(client_fin_ms);
+  p->dir[SIDE_SERVER].fin_ms = fin_bound(server_fin_ms);
+  if (p->finished) return;
+  /* A FIN read before the hand-over: the JavaScript splice arms the client's at the splice too. */
+  for (int k = 0; k < 2; k++)
+    if (p->dir[k].eof) fin_seen(p, k);
 }
 
 void pair_close(struct pair *p) {

@@ -1,5 +1,6 @@
 /* A spliced pair: two connected stream sockets whose bytes are forwarded both ways on the event loop,
- * until FIN went both ways, a side failed, or nothing moved for the idle timeout. The JavaScript side
+ * until FIN went both ways, a side failed, nothing moved for the idle timeout, or a half-closed pair
+ * outlived its FIN bound. The JavaScript side
  * hands over the descriptors after the peek, routing and connect; see docs/native.md.
  * Every pair of a loop is watched by one epoll instance of its own, itself watched by one uv_poll on
  * Node's loop: registering a descriptor is one epoll_ctl, where a uv_poll per descriptor cost three
@@ -23,7 +24,12 @@ enum pair_reason {
   PAIR_CLIENT_RESET = 1,
   PAIR_SERVER_RESET = 2,
   PAIR_IDLE_TIMEOUT = 3,
+  PAIR_CLIENT_FIN_TIMEOUT = 4, /* fin-timeout, detail client_fin */
+  PAIR_SERVER_FIN_TIMEOUT = 5, /* fin-timeout, detail server_fin */
 };
+
+/* pair_set_fin: no bound after that side's FIN. */
+#define PAIR_FIN_NONE UINT64_MAX
 
 /* One direction: bytes read from side `src` and written to the other. */
 struct pair_dir {
@@ -33,7 +39,8 @@ struct pair_dir {
   int pend_chunk;    /* pend came from the chunk pool (else malloc'd to size) */
   int eof;           /* FIN read from src */
   int shut;          /* FIN sent to the other side */
-  int splice;        /* its splice mode (splice.h), or -1: no pipe could be had */
+  uint32_t fin_ms;   /* once src's FIN is read, the pair lives at most this long (0: no bound); it sits
+                        in what was padding, so the bound costs a pair no memory */
   struct pair_pipe *pipe; /* open once the direction switched to splice(2) (splice.h), else NULL */
 };
 
@@ -59,14 +66,17 @@ struct pair {
   struct pair_loop *pl;
   struct pair_side side[2];
   struct pair_dir dir[2];  /* dir[k]: from side k to side 1-k */
-  uv_timer_t idle;
+  uv_timer_t idle;         /* the idle checks, the FIN bound and a deferred failure share it */
   uint64_t idle_ms;
   uint64_t idle_seen;      /* bytes read by both sides at the idle timer's last check */
   uint64_t last_active;    /* loop time (ms) of the check that last saw them change */
+  uint64_t fin_at;         /* loop time (ms) the FIN bound ends the pair; 0: not armed */
+  int fin_side;            /* whose FIN armed it (the reason's detail) */
   int handles_open;        /* uv handles whose close callback is still due */
   int finished;
   int deferred_err;        /* a failure after pair_start sent bytes, reported from the loop (timer) */
   int deferred_side;
+  int splice;              /* its splice mode (splice.h), or -1: no pipe could be had; in what was padding */
   pair_done_cb done;
   void *data;              /* the owner's (addon.c: its slot) */
 };
@@ -117,6 +127,13 @@ int pair_adopt(struct pair_loop *pl, struct pair *p, int client_fd, int client_i
 /* Keeps Node's loop alive while anything of the loop lives (as a socket handle would). */
 void pl_hold(struct pair_loop *pl);
 void pl_drop(struct pair_loop *pl);
+
+/* The FIN bounds (timeouts.client_fin / server_fin), in ms or PAIR_FIN_NONE; call right after a
+ * successful pair_start. The first FIN read whose side has a bound arms it, once: the pair then ends with
+ * PAIR_*_FIN_TIMEOUT that long after that FIN, whatever flows meanwhile (bytes still reset the idle
+ * check). A FIN read before the hand-over (client_eof / server_eof) arms it now. As Node's setTimeout
+ * does, 0 counts as 1 ms; a bound past UINT32_MAX ms (49 days) is held at that. */
+void pair_set_fin(struct pair *p, uint64_t client_fin_ms, uint64_t server_fin_ms);
 
 /* Ends the pair now without a completion: both descriptors closed (plain close, no RST). */
 void pair_close(struct pair *p);

@@ -36,7 +36,7 @@ void splice_set_mode(struct pair_loop *pl, int mode) {
 }
 
 void splice_init(struct pair *p) {
-  for (int k = 0; k < 2; k++) p->dir[k].splice = p->pl->splice_mode;
+  p->splice = p->pl->splice_mode;
 }
 
 static void pipe_free(struct pair_loop *pl, struct pair_pipe *pp) {
@@ -53,7 +53,7 @@ static int pipe_open(struct pair *p, int k) {
   int fds[2];
   if (pp == NULL || pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) {
     free(pp);
-    p->dir[0].splice = p->dir[1].splice = SPLICE_REFUSED;
+    p->splice = SPLICE_REFUSED;
     return 0;
   }
   pp->rd = fds[0];
@@ -68,12 +68,11 @@ static int pipe_open(struct pair *p, int k) {
 int splice_on(struct pair *p, int k) {
   struct pair_dir *d = &p->dir[k];
   if (d->pipe != NULL) return 1;
-  return d->splice == SPLICE_ALWAYS && pipe_open(p, k);
+  return p->splice == SPLICE_ALWAYS && pipe_open(p, k);
 }
 
 int splice_bulk(struct pair *p, int k) {
-  struct pair_dir *d = &p->dir[k];
-  return d->pipe == NULL && d->splice == SPLICE_AUTO && pipe_open(p, k);
+  return p->dir[k].pipe == NULL && p->splice == SPLICE_AUTO && pipe_open(p, k);
 }
 
 int splice_flush(struct pair *p, int k) {

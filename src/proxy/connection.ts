@@ -718,10 +718,7 @@ export class Connection implements EndpointSink, NativeOwner {
     const peeked = this.peek.view().subarray(this.proxyInLength);
     // `native` carries the pair from here, with the header and the peeked bytes as its first bytes to the
     // server; an `affinity: tls` pool's pair only once the server's first flight was seen (read below).
-    // timeouts.client_fin / server_fin are kept by the JavaScript splice only (docs/native.md): a
-    // listener that sets them splices in JavaScript.
-    const finBounded = this.listener.timeouts.clientFin !== undefined || this.listener.timeouts.serverFin !== undefined;
-    const native = this.ctx.engine === 'native' && affinity === undefined && !finBounded && this.handOver(server, header, peeked);
+    const native = this.ctx.engine === 'native' && affinity === undefined && this.handOver(server, header, peeked);
     if (!native) {
       if (header !== undefined) server.write(header);
       if (peeked.length > 0) server.write(peeked);
@@ -756,10 +753,13 @@ export class Connection implements EndpointSink, NativeOwner {
     if (engine === undefined) return false;
     const initial = header === undefined ? peeked : peeked.length === 0 ? header : Buffer.concat([header, peeked]);
     const client = this.client;
+    const t = this.listener.timeouts;
+    // The FIN bounds go with the pair: a FIN read already (readEnded) arms its bound in the addon, as
+    // armFinTimer does at the splice.
     let slot: number;
     if (client instanceof NativeSocketEndpoint && server instanceof NativeSocketEndpoint && client.adoptable && server.adoptable) {
       // Both sockets are the addon's already (stage 2): paired by slot, their epoll registrations reused.
-      slot = engine.adopt(this, client, server, initial.length > 0 ? initial : undefined, this.listener.timeouts.idle);
+      slot = engine.adopt(this, client, server, initial.length > 0 ? initial : undefined, t.idle, t);
       if (slot >= 0) {
         this.adoptedPair(slot);
         return true;
@@ -770,7 +770,7 @@ export class Connection implements EndpointSink, NativeOwner {
       if (clientFd === undefined || serverFd === undefined) return false;
       client.pause();
       server.pause();
-      slot = engine.start(this, clientFd, serverFd, initial.length > 0 ? initial : undefined, client.readEnded, server.readEnded, this.listener.timeouts.idle);
+      slot = engine.start(this, clientFd, serverFd, initial.length > 0 ? initial : undefined, client.readEnded, server.readEnded, t.idle, t);
     }
     if (slot < 0) {
       this.ctx.logger.debug({ conn: this.id, errno: slot }, 'native engine refused the pair: spliced in JavaScript');
@@ -855,8 +855,7 @@ export class Connection implements EndpointSink, NativeOwner {
     if (side === SERVER) {
       if (this.flightWatch !== undefined && this.flightWatch(chunk)) {
         this.flightWatch = undefined;
-        const t = this.listener.timeouts;
-        this.handOverDue = this.ctx.engine === 'native' && t.clientFin === undefined && t.serverFin === undefined;
+        this.handOverDue = this.ctx.engine === 'native';
       }
       const more = this.client.write(chunk, pooled);
       if (this.handOverDue) this.tryHandOver();

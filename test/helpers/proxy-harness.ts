@@ -14,7 +14,16 @@ import { ProxyRuntime } from '../../src/proxy/runtime.js';
 
 // The sanitizer pass (scripts/test.mjs) preloads the ASan/UBSan runtimes into this process for the
 // instrumented addon, loaded by the imports above. The programs tests start (curl, openssl, haproxy,
-// twinport's CLI) must not inherit them: uninstrumented, they fail under a preloaded ASan.
+// twinport's CLI) must not inherit them: uninstrumented, they fail under a preloaded ASan. A test that starts
+// another node process loading the instrumented addon (test/native/pair-holder.ts) passes SANITIZER_ENV on.
+export const SANITIZER_ENV: NodeJS.ProcessEnv | undefined =
+  process.env['TWINPORT_SANITIZER_PRELOAD'] === '1'
+    ? {
+        LD_PRELOAD: process.env['LD_PRELOAD'],
+        TWINPORT_NATIVE_ADDON: process.env['TWINPORT_NATIVE_ADDON'],
+        TWINPORT_SANITIZER_PRELOAD: '1',
+      }
+    : undefined;
 if (process.env['TWINPORT_SANITIZER_PRELOAD'] === '1') {
   delete process.env['LD_PRELOAD'];
   delete process.env['TWINPORT_NATIVE_ADDON'];

@@ -374,6 +374,71 @@ for (const who of ['client', 'server'] as const) {
   });
 }
 
+// The FIN bounds (timeouts.client_fin / server_fin) start when a FIN is read: through a pipe as well.
+for (const first of ['client', 'server'] as const) {
+  spliceTest(`always: the ${first}'s FIN read through its pipe starts ${first}_fin while bytes keep flowing the other way`, async (t) => {
+    withMode('always');
+    const accepted: Socket[] = [];
+    const server = net.createServer({ allowHalfOpen: true }, (s) => {
+      accepted.push(s);
+      s.on('error', () => {});
+      s.once('data', () => {
+        if (first === 'server') s.end('bye');
+        else {
+          const tick = setInterval(() => (s.destroyed ? clearInterval(tick) : s.write('tick')), 50);
+          s.on('close', () => clearInterval(tick));
+        }
+      });
+    });
+    const port = await new Promise<number>((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as net.AddressInfo).port)));
+    const proxy = await startProxy(`
+io_engine: native
+listeners:
+  - name: main
+    bind: "127.0.0.1:0"
+    timeouts: { peek: 2s, connect: 5s, idle: 10s, ${first}_fin: 400ms }
+    routes:
+      - match: { protocol: http }
+        to: web
+pools:
+  web:
+    servers: ["127.0.0.1:${port}"]
+`);
+    const opened = engine!.spliceStats().pipesOpened;
+    const c = await new Promise<Peer>((resolve, reject) => {
+      const s = net.connect({ port: proxy.port(), host: '127.0.0.1', allowHalfOpen: true }, () => resolve(track(s)));
+      s.once('error', reject);
+    });
+    try {
+      c.socket.write(head('/fin'));
+      await until(() => engine!.live() === 1, 'the pair in the addon');
+      if (first === 'client') {
+        await sleep(50);
+        c.socket.end();
+      }
+      // The other direction stays busy (the server's ticks, or the client's): only the FIN bound can end
+      // the pair before idle.
+      const ticker = setInterval(() => {
+        if (first === 'server' && !c.socket.destroyed) c.socket.write('tick');
+      }, 50);
+      const close = await Promise.race([
+        proxy.logs.waitForClose(),
+        sleep(5000).then(() => ({ reason: 'none within 5 s (the FIN bound never started)' }) as Record<string, unknown>),
+      ]);
+      clearInterval(ticker);
+      t.is(close['reason'], 'fin-timeout');
+      t.is(close['detail'], `${first}_fin`);
+      t.true(engine!.spliceStats().pipesOpened > opened, 'the FIN came through a pipe');
+    } finally {
+      c.socket.destroy();
+      // A half-closed backend socket that reads nothing more would keep server.close waiting.
+      for (const s of accepted) s.destroy();
+      await proxy.stop();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  });
+}
+
 spliceTest('TWINPORT_NATIVE_SPLICE: off, auto, always, else a start error naming the value', (t) => {
   t.deepEqual(spliceSetting({}), { mode: 'auto' });
   t.deepEqual(spliceSetting({ TWINPORT_NATIVE_SPLICE: 'ALWAYS' }), { mode: 'always' });
