@@ -7,6 +7,9 @@
 // the addon built, so the second pass is `libuv` and the third `streams`, the fallback for a Node without
 // the libuv handles. Their test names carry a "[libuv]" / "[streams]" tag.
 //
+// Where the native engine runs, the proxy suites and the native tests run once more with
+// TWINPORT_NATIVE_SPLICE=always (every byte through splice(2)), tagged "[splice-always]".
+//
 // TWINPORT_TEST_SANITIZE=1 (.ci/run) adds a pass on the native engine built with
 // -fsanitize=address,undefined (a copy of src/native built in a temporary directory, loaded with the
 // sanitizer runtimes preloaded): the proxy suites and the native engine's own tests, tagged "[native-asan]".
@@ -78,6 +81,12 @@ if (extra.length === 0) {
   const { NATIVE } = await import('../dist/src/io/native.js');
   if (NATIVE.engine !== undefined) ok = (await runAva(proxyTests, { TWINPORT_TEST_IO_ENGINE: 'libuv' }, 'libuv')) && ok;
   else console.log(`# auto runs libuv here (${NATIVE.why}): no separate libuv pass`);
+  // The native engine's default (TWINPORT_NATIVE_SPLICE=auto) moves a direction to splice(2) only once it
+  // carries bulk, so most suites never reach the pipes: they run again with every byte through a pipe.
+  if (NATIVE.engine !== undefined) {
+    const nativeTests = readdirSync('dist/test/native').filter((f) => f.endsWith('.test.js')).map((f) => `dist/test/native/${f}`);
+    ok = (await runAva([...proxyTests, ...nativeTests], { TWINPORT_TEST_IO_ENGINE: 'native', TWINPORT_NATIVE_SPLICE: 'always' }, 'splice-always')) && ok;
+  }
   ok = (await runAva(proxyTests, { TWINPORT_TEST_IO_ENGINE: 'streams' }, 'streams')) && ok;
   // Under CI always (the native code's quality bar), elsewhere on request: it rebuilds the addon and runs
   // the proxy suites several times slower.
