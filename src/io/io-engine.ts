@@ -1,7 +1,8 @@
 // Which Endpoint implementation carries the bytes (config `io_engine`, docs/io-engine.md): `native`, the
-// C splice addon once a pair is connected (the default wherever it built and passed its self-check),
-// `libuv`, Node's stream handles driven directly (the default otherwise, wherever this Node offers them),
-// or `streams`, net.Socket. `native` accepts and connects as `libuv` does.
+// C addon that accepts, reads the peek, connects and splices (the default wherever it built and passed
+// its self-check; in a cluster worker, or to a host-name server, Node accepts or connects as with
+// `libuv`), `libuv`, Node's stream handles driven directly (the default otherwise, wherever this Node
+// offers them), or `streams`, net.Socket.
 import cluster from 'node:cluster';
 import net, { isIP, type AddressInfo, type Server } from 'node:net';
 import type { ServerAddress } from '../config/types.js';

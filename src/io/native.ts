@@ -1,6 +1,7 @@
-// The `native` engine's addon (src/native/, docs/native.md): a pair of descriptors handed over after
-// connect is forwarded by C code on the event loop (an epoll set of its own, watched by one uv_poll),
-// without a JavaScript call per read or write, and ends with one call back here. Built by `npm install`
+// The `native` engine's addon (src/native/, docs/native.md): a connected pair (adopted by slot when the
+// addon accepted and connected it, native-socket.ts, else handed over by descriptor) is forwarded by C
+// code on the event loop (an epoll set of its own, watched by one uv_poll), without a JavaScript call per
+// read or write, and ends with one call back here. Built by `npm install`
 // when a compiler and Node's headers are there; when it is missing, fails to load or fails its
 // self-check, `NATIVE.engine` is undefined, `NATIVE.why` says why, and `io_engine: auto` runs `libuv`.
 import { existsSync } from 'node:fs';
