@@ -402,10 +402,13 @@ static void on_sock_event(struct nsock *s, int ev, int n, struct nsock *fresh) {
   uint32_t listener = s->listener;
   if (ev == SOCK_EV_ACCEPT) {
     if (bind_sock(a, fresh) != 0) {
+      /* No slot for it (out of memory): closed before JavaScript knew it, and said as an accept failure. */
       sock_close(fresh, 0);
-      return;
+      ev = SOCK_EV_ACCEPT_FAILED;
+      n = ENOMEM;
+    } else {
+      slot = fresh->id;
     }
-    slot = fresh->id;
   }
   if (ev == SOCK_EV_CONNECT_FAILED || ev == SOCK_EV_ERROR) {
     /* Closed here, not by JavaScript: nothing can be done with it, and a stale slot must not linger. */
