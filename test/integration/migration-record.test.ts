@@ -175,12 +175,22 @@ testWithTools(TOOLS, 'the report counts what real clients sent, across a SIGTERM
   t.like(rej.plaintext, { connections: 2, exempt: 1 });
   t.is(r.code, 3, 'not safe: exit 3');
 
-  // Restart, more traffic, then kill -9 after the flush interval: nothing recorded before it is lost.
+  // Restart, more traffic, then kill -9 once a flush committed it: nothing committed before is lost.
+  // The store is read while twinport runs (WAL lets a reader in) until the batch is there, bounded: on a
+  // loaded CI host a fixed pause after the flush interval was not always enough for the flush to run.
   p = await startTwinport(t, file);
   await curl(t, port, 'a.internal');
   await tlsHello(t, port, 'tlsonly.internal');
   await waitCloses(p, 2);
-  await sleep(800);
+  await sleep(400);
+  const committedBy = Date.now() + 15_000;
+  for (;;) {
+    const seen = await report(['-c', file, '--since', '1h', '--quiet-for', '1h']);
+    const a = seen.json.names.find((x) => x.name === 'a.internal');
+    const tlsOnly = seen.json.names.find((x) => x.name === 'tlsonly.internal');
+    if ((a?.plaintext.connections === 4 && tlsOnly !== undefined) || Date.now() > committedBy) break;
+    await sleep(200);
+  }
   p.kill('SIGKILL');
   await p.exited;
   r = await report(['-c', file, '--since', '1h', '--quiet-for', '1h']);
